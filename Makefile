@@ -1,0 +1,37 @@
+# One-command set-up on a fresh machine: `make run` and `make test` create the
+# virtualenv, install the project (pip; torch from the machine's wheel cache when
+# present) and run. The venv is reused while pyproject.toml is unchanged.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
+export KEDRO_DISABLE_TELEMETRY := true
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: install run test test-fast lint clean-data
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+## train + evaluate the default grid (embedded datasets) and print the metrics
+run: install
+	dvc repro
+	dvc metrics show
+
+## the whole suite, slow end-to-end tests included (what CI runs)
+test: install
+	$(PY) -m pytest -q -m "not gpu"
+
+## unit tests only
+test-fast: install
+	$(PY) -m pytest -q -m "not gpu and not slow"
+
+lint: install
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks

@@ -1,0 +1,1 @@
+"""Pure PyTorch/numpy core of dml_pipelines. Never imports Kedro or DVC."""

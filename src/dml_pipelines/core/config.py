@@ -1,0 +1,306 @@
+"""Typed configuration (pydantic v2). Unknown keys are errors everywhere.
+
+These models are torch-free so that Kedro can validate node parameters before any
+node runs without importing torch. Errors are condensed to one line naming the key
+(``contrastive_c1.sampler.P: Input should be greater than 0 (got 0)``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+def _one_line(prefix: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        key = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        got = err.get("input")
+        if err["type"] not in ("extra_forbidden", "missing") and not isinstance(
+            got, dict
+        ):
+            msg += f" (got {got!r})"
+        parts.append(f"{key}: {msg}")
+    return "; ".join(parts)
+
+
+class StrictModel(BaseModel):
+    """Base: unknown keys forbidden; ``validate(raw, key)`` raises a one-line
+    ``ValueError`` naming the offending key."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    @classmethod
+    def validate_as(cls, raw: Any, key: str = ""):
+        """Validate ``raw`` (a mapping) and return the model.
+
+        Raises:
+            ValueError: one line naming ``<key>.<field>`` and the problem.
+        """
+        try:
+            return super().model_validate(raw)
+        except ValidationError as exc:
+            raise ValueError(_one_line(key, exc)) from None
+
+
+EMBEDDED_DATASETS = ("digits", "glyphs")
+DATASETS = ("digits", "glyphs", "cub200", "cars196", "sop", "inshop", "csv")
+
+
+class Component(StrictModel):
+    """A registered component: ``{name: <registry name>, args: {...}}``."""
+
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class BackboneConfig(StrictModel):
+    name: str = "small_cnn"
+    args: dict[str, Any] = Field(default_factory=dict)
+    pretrained: bool = False
+    freeze_bn: bool = False
+
+
+class OptimizerConfig(StrictModel):
+    """``name`` in adam, adamw, radam, sgd, rmsprop; ``lr`` is the base learning
+    rate; ``*_lr_mult`` scale it per parameter group (proxies: ``loss_lr_mult``)."""
+
+    name: str = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    args: dict[str, Any] = Field(default_factory=dict)
+    backbone_lr_mult: float = Field(1.0, ge=0)
+    head_lr_mult: float = Field(1.0, ge=0)
+    loss_lr_mult: float = Field(1.0, ge=0)
+    grad_clip_norm: float | None = Field(None, gt=0)
+
+
+class RandomFactorisation(StrictModel):
+    batch_size: int = Field(gt=0)
+    P_choices: list[int] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _divides(self):
+        bad = [p for p in self.P_choices if p <= 0 or self.batch_size % p]
+        if bad:
+            raise ValueError(f"P_choices {bad} do not divide batch_size")
+        return self
+
+
+class SamplerConfig(StrictModel):
+    P: int = Field(16, gt=0)
+    K: int = Field(4, gt=0)
+    allow_repeated_classes: bool = False
+    random_factorisation: RandomFactorisation | None = None
+    order: Literal["grouped", "interleaved"] = "grouped"
+    batches_per_epoch: int | None = Field(None, gt=0)
+
+
+class TransformsConfig(StrictModel):
+    preset: str = "small"
+    image_size: int | None = Field(None, gt=0)
+    normalize_std: list[float] | None = None
+
+
+class TrainingConfig(StrictModel):
+    epochs: int = Field(20, ge=0)
+    warmup_epochs: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True
+    seed: int = 0
+    num_workers: int = Field(0, ge=0)
+    eval_batch_size: int = Field(256, gt=0)
+    checkpoint_selection: Literal["last", "validation", "test_recall_at_1"] = "last"
+    validation_metric: Literal["map@r", "recall@1", "r_precision"] = "map@r"
+    scheduler: Component | None = None
+
+    @model_validator(mode="after")
+    def _warmup(self):
+        if self.warmup_epochs > self.epochs:
+            raise ValueError("warmup_epochs must not exceed epochs")
+        return self
+
+
+class MethodConfig(StrictModel):
+    """Shared block of every method/baseline (``conf/base/parameters_<method>.yml``).
+
+    ``recipe`` selects one of ``recipes`` (a per-dataset recipe, deep-merged over
+    the block). The YAML sets it to the run's dataset, so ``--params
+    dataset=cub200`` picks ``recipes.cub200`` when the method has one; a dataset
+    without one, or ``default``, keeps the block as written.
+    """
+
+    method: str
+    recipe: str = "default"
+    recipes: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    pooling: Component = Field(default_factory=lambda: Component(name="gap"))
+    embedding_dim: int = Field(64, gt=0)
+    normalization: Literal["l2", "lipschitz", "none"] = "l2"
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    transforms: TransformsConfig = Field(default_factory=TransformsConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_recipe(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        recipe = data.get("recipe", "default")
+        recipes = data.get("recipes") or {}
+        if recipe in recipes:
+            return deep_merge(data, recipes[recipe])
+        # ``recipe`` defaults to the run's dataset: a dataset without a recipe of
+        # its own uses the block as written (the embedded-dataset settings).
+        if recipe in (None, "default", *DATASETS):
+            return data
+        valid = ", ".join(["default", *sorted(recipes)])
+        raise ValueError(f"recipe {recipe!r} is unknown; valid: {valid}")
+
+    @model_validator(mode="after")
+    def _check_components(self):
+        # Registries live in torch modules: import lazily, only when validating.
+        from dml_pipelines.core.methods.registry import check_components
+
+        try:
+            check_components(self)
+        except KeyError as exc:  # unknown registry name: report as a value error
+            raise ValueError(exc.args[0]) from None
+        return self
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any):  # noqa: D102
+        # Kedro calls ``model_validate``; answer with a one-line error naming the
+        # method block and the key.
+        key = obj.get("method", cls.__name__) if isinstance(obj, dict) else ""
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as exc:
+            raise ValueError(_one_line(str(key), exc)) from None
+
+
+class BaselineConfig(MethodConfig):
+    """A plain metric-learning loss on the embedder (``baselines.md``)."""
+
+    loss: Component
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; ``override`` wins; neither input is modified."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# --- project-wide parameters (parameters.yml) ----------------------------------
+
+
+class DataParams(StrictModel):
+    """The dataset block: which dataset, where it lives, how it is prepared."""
+
+    name: str
+    root: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    expected_counts: dict[str, int] | Literal["default"] | None = "default"
+    on_missing: Literal["raise", "skip"] = "raise"
+    on_error: Literal["raise", "skip"] = "raise"
+    resize_shorter: int | None = Field(None, gt=0)
+    use_bbox: bool = False
+    cache_dir: str
+    recall_at: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
+
+    @model_validator(mode="after")
+    def _check(self):
+        from pathlib import Path
+
+        if self.name not in DATASETS:
+            raise ValueError(
+                f"dataset {self.name!r} is unknown; valid: {', '.join(DATASETS)}"
+            )
+        if self.name not in EMBEDDED_DATASETS and not Path(self.root).exists():
+            raise ValueError(
+                f"data root {self.root} for dataset {self.name!r} does not exist "
+                f"(set data.datasets.{self.name}.root in conf/local/parameters.yml)"
+            )
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pick(cls, data: Any) -> Any:
+        # parameters.yml holds one entry per dataset under ``datasets``; ``name``
+        # picks it, so ``--params dataset=<name>`` is all a user types.
+        if isinstance(data, dict) and "datasets" in data:
+            data = dict(data)
+            table = data.pop("datasets") or {}
+            name = data.get("name")
+            if name not in table:
+                valid = ", ".join(sorted(table))
+                raise ValueError(f"dataset {name!r} is unknown; valid: {valid}")
+            data = deep_merge(table[name], data)
+        return data
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any):  # noqa: D102
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as exc:
+            raise ValueError(_one_line("data", exc)) from None
+
+
+class EvaluationParams(StrictModel):
+    """``metrics.*`` and ``clustering.*`` keys of specs/metrics.md."""
+
+    lone_queries: Literal["drop", "miss"] = "drop"
+    knn_backend: Literal["faiss", "torch"] = "faiss"
+    knn_chunk_size: int = Field(4096, gt=0)
+    avg_of_avgs: bool = False
+    clustering: bool = True
+    inshop_set: Literal["union", "query"] = "union"
+    seed: int = 0
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any):  # noqa: D102
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as exc:
+            raise ValueError(_one_line("evaluation", exc)) from None
+
+
+class PathsParams(StrictModel):
+    models: str = "data/06_models"
+
+
+# The baselines of specs/baselines.md §1.1: pipeline name = loss registry key.
+BASELINES = (
+    "contrastive_c1",
+    "contrastive_c2",
+    "triplet",
+    "multi_similarity",
+    "proxy_anchor",
+    "proxy_nca_pp",
+    "soft_triple",
+)
+
+#: method/pipeline name -> its config model (torch-free; used by Kedro wiring)
+METHOD_CONFIGS: dict[str, type[MethodConfig]] = {
+    name: BaselineConfig for name in BASELINES
+}
+
+
+def parse_method_config(raw: dict[str, Any]) -> MethodConfig:
+    """Validate a method block with the model registered for its ``method``."""
+    name = raw.get("method") if isinstance(raw, dict) else None
+    if name not in METHOD_CONFIGS:
+        valid = ", ".join(sorted(METHOD_CONFIGS))
+        raise KeyError(f"method: unknown method {name!r}; valid: {valid}")
+    return METHOD_CONFIGS[name].model_validate(raw)

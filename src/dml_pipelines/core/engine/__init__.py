@@ -1,0 +1,1 @@
+"""Training engine: optimisers, callbacks, the trainer loop with checkpoints."""

@@ -1,0 +1,20 @@
+"""Multi-Similarity loss without miner (baselines.md §6):
+L = mean_a [(1/α) log(1 + Σ_p e^{−α(s_ap − λ)}) + (1/β) log(1 + Σ_n e^{β(s_an − λ)})].
+"""
+
+from __future__ import annotations
+
+from pytorch_metric_learning import losses
+
+from dml_pipelines.core.losses import LOSSES
+
+
+@LOSSES.register("multi_similarity")
+def build(
+    embedding_size: int,
+    num_classes: int,
+    alpha: float = 2.0,
+    beta: float = 40.0,
+    base: float = 0.5,
+) -> losses.MultiSimilarityLoss:
+    return losses.MultiSimilarityLoss(alpha=alpha, beta=beta, base=base)

@@ -1,0 +1,17 @@
+"""Triplet loss over all triplets (baselines.md §5): mean over non-zero terms of
+[d_ap − d_an + m]₊."""
+
+from __future__ import annotations
+
+from pytorch_metric_learning import losses
+
+from dml_pipelines.core.losses import LOSSES
+
+
+@LOSSES.register("triplet")
+def build(
+    embedding_size: int, num_classes: int, margin: float = 0.0961
+) -> losses.TripletMarginLoss:
+    return losses.TripletMarginLoss(
+        margin=margin, swap=False, smooth_loss=False, triplets_per_anchor="all"
+    )

@@ -1,0 +1,1 @@
+"""Backbones, poolings and the embedder."""

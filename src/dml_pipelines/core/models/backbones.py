@@ -1,0 +1,101 @@
+"""Backbone registry. A backbone maps images (B, 3, H, W) to a feature map
+(B, C, h, w) and exposes ``out_channels``.
+
+``pretrained: true`` loads torchvision ImageNet weights (downloaded on the user's
+machine); tests use ``pretrained: false``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dml_pipelines.core.registry import Registry
+
+BACKBONES: Registry = Registry("backbone")
+
+
+class FeatureBackbone(nn.Module):
+    """Wraps a feature extractor and records its output channel count."""
+
+    def __init__(self, body: nn.Module, out_channels: int) -> None:
+        super().__init__()
+        self.body = body
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, C, h, w)."""
+        return self.body(x)
+
+
+def _conv_block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return layers
+
+
+@BACKBONES.register("small_cnn")
+def small_cnn(
+    pretrained: bool = False, channels: tuple[int, ...] = (32, 64, 128, 256)
+) -> FeatureBackbone:
+    """Small CPU CNN: 4 × [conv3×3 → BN → ReLU], max-pool after the first three
+    blocks. 32×32 input → (B, 256, 4, 4)."""
+    if pretrained:
+        raise ValueError("backbone.pretrained: small_cnn has no pretrained weights")
+    layers: list[nn.Module] = []
+    cin = 3
+    for i, cout in enumerate(channels):
+        layers += _conv_block(cin, cout, pool=i < len(channels) - 1)
+        cin = cout
+    return FeatureBackbone(nn.Sequential(*layers), cin)
+
+
+def _torchvision(name: str, weights_enum: str, pretrained: bool) -> FeatureBackbone:
+    import torchvision
+
+    ctor = getattr(torchvision.models, name)
+    weights = getattr(torchvision.models, weights_enum).DEFAULT if pretrained else None
+    net = ctor(weights=weights)
+    if name.startswith("resnet"):
+        body = nn.Sequential(*list(net.children())[:-2])
+        return FeatureBackbone(body, net.fc.in_features)
+    if name == "googlenet":
+        net.aux_logits = False
+        net.aux1 = net.aux2 = None
+        body = nn.Sequential(*list(net.children())[:-3])  # drop avgpool, dropout, fc
+        return FeatureBackbone(body, net.fc.in_features)
+    raise KeyError(name)
+
+
+@BACKBONES.register("resnet18")
+def resnet18(pretrained: bool = False) -> FeatureBackbone:
+    """torchvision ResNet-18 without pooling/fc: (B, 512, H/32, W/32)."""
+    return _torchvision("resnet18", "ResNet18_Weights", pretrained)
+
+
+@BACKBONES.register("resnet50")
+def resnet50(pretrained: bool = False) -> FeatureBackbone:
+    """torchvision ResNet-50 without pooling/fc: (B, 2048, H/32, W/32)."""
+    return _torchvision("resnet50", "ResNet50_Weights", pretrained)
+
+
+@BACKBONES.register("googlenet")
+def googlenet(pretrained: bool = False) -> FeatureBackbone:
+    """torchvision GoogLeNet (Inception v1) without pooling/fc: (B, 1024, h, w)."""
+    return _torchvision("googlenet", "GoogLeNet_Weights", pretrained)
+
+
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Put every BatchNorm layer in eval mode with non-trainable affine parameters.
+
+    Call again after ``module.train()`` (the embedder does this itself)."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)

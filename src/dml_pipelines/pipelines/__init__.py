@@ -1,0 +1,1 @@
+"""Kedro wiring (thin adapters over dml_pipelines.core)."""

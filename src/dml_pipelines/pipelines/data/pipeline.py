@@ -1,0 +1,20 @@
+"""Wiring of the ``data`` pipeline (cheap to import: no torch)."""
+
+from kedro.pipeline import Node, Pipeline
+
+from dml_pipelines.pipelines.data.nodes import ingest_dataset, prepare_images
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(ingest_dataset, "params:data", "index_table", name="ingest_dataset"),
+            Node(
+                prepare_images,
+                ["index_table", "params:data"],
+                "image_cache",
+                name="prepare_images",
+            ),
+        ],
+        tags="data",
+    )

@@ -1,0 +1,47 @@
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from dml_pipelines.core.config import BaselineConfig
+from dml_pipelines.core.data.samplers import PKSampler
+
+
+def make_cfg(**over):
+    raw = {
+        "method": "contrastive_c1",
+        "loss": {"name": "contrastive_c1"},
+        "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
+        "embedding_dim": 8,
+        "sampler": {"P": 4, "K": 2},
+        "training": {"epochs": 3, "device": "cpu", "seed": 0},
+    }
+    for k, v in over.items():
+        raw[k] = {**raw.get(k, {}), **v} if isinstance(v, dict) else v
+    return BaselineConfig.model_validate(raw)
+
+
+def make_loader(seed=0, n_classes=6, per_class=6):
+    g = torch.Generator().manual_seed(123)
+    labels = torch.arange(n_classes).repeat_interleave(per_class)
+    base = torch.randint(0, 256, (n_classes, 3, 8, 8), generator=g)
+    noise = torch.randint(-40, 40, (len(labels), 3, 8, 8), generator=g)
+    images = (base[labels] + noise).clamp(0, 255).to(torch.uint8)
+    sampler = PKSampler(labels.numpy(), 4, 2, seed=seed)
+    return DataLoader(TensorDataset(images, labels), batch_sampler=sampler)
+
+
+def normalize(batch, train):
+    return batch.float() / 127.5 - 1.0
+
+
+@pytest.fixture
+def setup():
+    return make_cfg, make_loader, normalize
+
+
+def weights(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def same_weights(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)

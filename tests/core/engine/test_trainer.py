@@ -1,0 +1,153 @@
+import pytest
+import torch
+
+from dml_pipelines.core.engine.callbacks import Callback
+from dml_pipelines.core.engine.trainer import Trainer, load_checkpoint, resolve_device
+from dml_pipelines.core.methods.registry import build_method
+
+from .conftest import make_cfg, make_loader, normalize, same_weights, weights
+
+
+def _trainer(cfg, tmp_path=None, callbacks=None, validate=None):
+    torch.manual_seed(cfg.training.seed)
+    method = build_method(cfg, 6)
+    return Trainer(
+        method,
+        make_loader(cfg.training.seed),
+        normalize,
+        cfg,
+        checkpoint_dir=tmp_path,
+        callbacks=callbacks,
+        validate=validate,
+    )
+
+
+class Kill(Callback):
+    """Simulates a kill in the middle of epoch ``at`` (after 2 steps)."""
+
+    def __init__(self, at):
+        self.at, self.epoch = at, None
+
+    def on_epoch_start(self, trainer, epoch):
+        self.epoch = epoch
+
+    def on_step_end(self, trainer, step, loss):
+        if self.epoch == self.at and step % len(trainer.loader) == 1:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_kill_gives_the_uninterrupted_result(tmp_path):
+    cfg = make_cfg()
+    full = _trainer(cfg)
+    full.fit()
+    reference = weights(full.method)
+
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(cfg, tmp_path, callbacks=[Kill(at=1)]).fit()
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1  # epoch 1 done
+
+    resumed = _trainer(cfg, tmp_path)
+    history = resumed.fit()
+    assert list(history["epoch"]) == [1, 2, 3]
+    assert same_weights(weights(resumed.method), reference)
+
+
+def test_same_seed_same_weights_other_seed_differs():
+    a, b = _trainer(make_cfg()), _trainer(make_cfg())
+    a.fit(), b.fit()
+    assert same_weights(weights(a.method), weights(b.method))
+    c = _trainer(make_cfg(training={"seed": 1}))
+    c.fit()
+    assert not same_weights(weights(a.method), weights(c.method))
+
+
+def test_checkpoint_of_other_config_is_not_resumed(tmp_path):
+    _trainer(make_cfg(training={"epochs": 1}), tmp_path).fit()
+    other = _trainer(make_cfg(optimizer={"lr": 0.01}), tmp_path)
+    assert other.fit()["epoch"].tolist() == [1, 2, 3]
+
+
+def test_longer_run_resumes_a_shorter_one(tmp_path):
+    _trainer(make_cfg(training={"epochs": 2}), tmp_path).fit()
+    longer = _trainer(make_cfg(training={"epochs": 3}), tmp_path)
+    longer.fit()
+    assert longer.history[0]["epoch"] == 1 and len(longer.history) == 3
+    assert longer.global_step == 3 * len(longer.loader)
+
+
+def test_non_finite_loss_stops_with_clear_error(tmp_path):
+    trainer = _trainer(make_cfg(), tmp_path)
+    trainer.normalize = lambda b, train: b.float() * float("nan")
+    with pytest.raises(FloatingPointError, match="non-finite loss .* epoch 1, step 1"):
+        trainer.fit()
+
+
+def test_warmup_freezes_the_backbone_only():
+    trainer = _trainer(make_cfg(training={"epochs": 1, "warmup_epochs": 1}))
+    bb0 = weights(trainer.method.embedder.backbone)
+    head0 = weights(trainer.method.embedder.head)
+    trainer.fit()
+    assert same_weights(weights(trainer.method.embedder.backbone), bb0)  # BN stats too
+    assert not same_weights(weights(trainer.method.embedder.head), head0)
+    assert all(p.requires_grad for p in trainer.method.backbone_parameters())
+
+
+def test_proxy_parameters_get_their_own_group_and_lr():
+    cfg = make_cfg(
+        loss={"name": "proxy_anchor", "args": {}},
+        method="proxy_anchor",
+        optimizer={"lr": 0.002, "loss_lr_mult": 100.0},
+    )
+    trainer = _trainer(cfg)
+    groups = {g["name"]: g for g in trainer.optimizer.param_groups}
+    proxies = trainer.method.criterion.proxies
+    assert any(p is proxies for p in groups["loss"]["params"])
+    assert groups["loss"]["lr"] == pytest.approx(0.2)
+    assert groups["backbone"]["lr"] == pytest.approx(0.002)
+
+
+def test_validation_selection_keeps_best_epoch(tmp_path):
+    scores = iter([0.5, 0.9, 0.7])
+    cfg = make_cfg(training={"checkpoint_selection": "validation"})
+    snapshots = []
+
+    class Snap(Callback):
+        def on_epoch_end(self, trainer, epoch, metrics):
+            snapshots.append(weights(trainer.method))
+
+    trainer = _trainer(
+        cfg, tmp_path, callbacks=[Snap()], validate=lambda m: {"map@r": next(scores)}
+    )
+    trainer.fit()
+    assert trainer.best_epoch == 2
+    assert same_weights(weights(trainer.method), snapshots[1])
+
+
+def test_selection_without_validation_split_is_an_error():
+    with pytest.raises(ValueError, match="checkpoint_selection"):
+        _trainer(make_cfg(training={"checkpoint_selection": "validation"}))
+
+
+def test_amp_code_path_runs_on_cpu_with_bfloat16():
+    trainer = _trainer(make_cfg(training={"epochs": 1}))
+    trainer.use_amp = True
+    trainer.scaler = torch.amp.GradScaler("cpu", enabled=True)
+    before = weights(trainer.method.embedder.head)
+    trainer.fit()
+    assert not same_weights(weights(trainer.method.embedder.head), before)
+    assert all(torch.isfinite(v).all() for v in weights(trainer.method).values())
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type == "cpu"
+        with pytest.raises(ValueError, match="training.device"):
+            resolve_device("cuda")
+
+
+def test_learning_effect_on_separable_data():
+    cfg = make_cfg(training={"epochs": 8})
+    trainer = _trainer(cfg)
+    history = trainer.fit()
+    assert history["loss"].iloc[-1] < 0.6 * history["loss"].iloc[0]

@@ -1,0 +1,133 @@
+"""The method template through Kedro on a tiny subset, and the before-any-work
+errors (issue: unknown dataset, unknown method, missing root, invalid value)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+TINY = {
+    "dataset": "digits",
+    "contrastive_c1": {"training": {"epochs": 2}, "sampler": {"batches_per_epoch": 3}},
+}
+
+
+@pytest.fixture(autouse=True)
+def _in_project(project, monkeypatch):
+    # `kedro run` and DVC stages run from the project root; relative paths in
+    # parameters (data roots, cache and checkpoint folders) resolve against it.
+    monkeypatch.chdir(project)
+
+
+def run(project, pipeline, params, tags=None):
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, runtime_params=params) as session:
+        return session.run(pipeline_name=pipeline, tags=tags)
+
+
+def test_method_pipeline_runs_end_to_end_on_a_tiny_subset(project):
+    run(project, "contrastive_c1", TINY)
+    out = project / "data"
+    metrics = json.loads(
+        (out / "08_reporting/digits/contrastive_c1/metrics.json").read_text()
+    )
+    for key in (
+        "recall@1",
+        "recall@8",
+        "precision@1",
+        "r_precision",
+        "map@r",
+        "nmi",
+        "f1",
+        "num_lone_queries",
+        "dataset",
+        "method",
+        "protocol",
+        "checkpoint_selection",
+    ):
+        assert key in metrics, key
+    assert metrics["dataset"] == "digits" and metrics["method"] == "contrastive_c1"
+    assert metrics["num_queries"] == 896
+    assert 0 < metrics["untrained"]["recall@1"] <= 1
+    assert metrics["map@r"] <= metrics["r_precision"]
+    history = (
+        out / "07_model_output/digits/contrastive_c1/training_history.csv"
+    ).read_text()
+    assert history.splitlines()[0].startswith("epoch,loss")
+    assert len(history.splitlines()) == 3
+    assert (out / "06_models/digits/contrastive_c1/checkpoints/last.pt").exists()
+    per_class = (out / "08_reporting/digits/contrastive_c1/per_class.csv").read_text()
+    assert per_class.splitlines()[0] == "label,num_queries,recall@1,r_precision,map@r"
+
+
+def test_evaluation_tag_rescores_without_retraining(project):
+    run(project, "contrastive_c1", TINY)
+    state = project / "data/06_models/digits/contrastive_c1/model_state.pt"
+    mtime = state.stat().st_mtime_ns
+    metrics = project / "data/08_reporting/digits/contrastive_c1/metrics.json"
+    metrics.unlink()
+    run(
+        project,
+        "contrastive_c1",
+        {**TINY, "evaluation": {"lone_queries": "miss"}},
+        tags=["evaluation"],
+    )
+    assert metrics.exists() and state.stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"dataset": "nope"}, "dataset 'nope' is unknown"),
+        ({"dataset": "cub200"}, "data root data/01_raw/cub200/CUB_200_2011"),
+        ({"contrastive_c1": {"sampler": {"P": 0}}}, "contrastive_c1.sampler.P"),
+        ({"contrastive_c1": {"lossy": 1}}, "contrastive_c1.lossy: unknown key"),
+        (
+            {"contrastive_c1": {"loss": {"name": "foo"}}},
+            "loss.name: unknown loss 'foo'",
+        ),
+        (
+            {"contrastive_c1": {"training": {"device": "tpu"}}},
+            "contrastive_c1.training.device",
+        ),
+    ],
+)
+def test_bad_parameters_fail_before_any_work(project, params, message):
+    with pytest.raises(Exception, match=message) as info:
+        run(project, "contrastive_c1", params)
+    assert "\n" not in str(info.value).split(message)[0].splitlines()[-1] + message
+    assert not (project / "data").exists()  # nothing ran
+
+
+def test_unknown_method_pipeline_is_one_line_error(project):
+    proc = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--pipelines=nomethod"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert "Failed to find the pipeline named 'nomethod'" in proc.stdout + proc.stderr
+    assert not (project / "data").exists()
+
+
+def test_cli_params_select_dataset(project):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kedro",
+            "run",
+            "--pipelines=data",
+            "--params",
+            "dataset=digits",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (project / "data/02_intermediate/digits/index_table.parquet").exists()
