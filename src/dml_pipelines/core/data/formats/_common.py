@@ -1,0 +1,337 @@
+"""Helpers shared by the archive readers (``cub200``, ``cars196``, ``sop``,
+``inshop``, ``csv``; specs/datasets.md §1, §6.1, §10).
+
+Every reader follows the same steps: validate its options (:func:`check_options`),
+find its annotation files (:func:`locate`, :func:`require_files`), parse them with
+line numbers (:func:`read_rows`, :class:`Source`), then hand the rows to
+:func:`finish`, which checks that the images exist (``on_missing``), checks the
+per-split counts against ``expected_counts`` and builds the index table.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dml_pipelines.core.data.index import (
+    SPLITS,
+    make_index_table,
+    validate_index_table,
+)
+
+DEFAULT_COUNTS: dict[str, dict[str, int]] = {
+    "cub200": {"train": 5864, "test": 5924},
+    "cars196": {"train": 8054, "test": 8131},
+    "sop": {"train": 59551, "test": 60502},
+    "inshop": {"train": 25882, "query": 14218, "gallery": 12612},
+}
+"""Published DML image counts per split of the full archives (§6.1)."""
+
+COMMON_OPTIONS: dict[str, Any] = {"folds": 4}
+"""Options every archive reader accepts: ``folds`` = number of MLRC class blocks."""
+
+Row = tuple[int, list[str]]
+"""A parsed line: (1-based line number, fields)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """An annotation file being parsed; builds one-line errors that name it.
+
+    Args:
+        dataset: reader name used as the message prefix.
+        path: the annotation file.
+    """
+
+    dataset: str
+    path: Path
+
+    def error(self, where: int | str, why: str) -> ValueError:
+        """A ``ValueError`` naming the file and ``where`` (a line number or text)."""
+        at = f"line {where}" if isinstance(where, int) else where
+        return ValueError(f"{self.dataset}: malformed row in {self.path} {at}: {why}")
+
+    def int(self, value: Any, where: int | str, what: str) -> int:
+        """Parse ``value`` as an integer (a string or an integral number)."""
+        try:
+            if isinstance(value, str):
+                return int(value)
+            number = float(value)
+            if number.is_integer():
+                return int(number)
+        except (TypeError, ValueError):
+            pass
+        raise self.error(where, f"{what} {value!r} is not an integer")
+
+    def float(self, value: Any, where: int | str, what: str) -> float:
+        """Parse ``value`` as a finite float."""
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not np.isfinite(number):
+            raise self.error(where, f"{what} {value!r} is not a number")
+        return number
+
+
+def check_options(
+    dataset: str,
+    options: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    *,
+    expected_counts: Any,
+    on_missing: str,
+) -> dict[str, Any]:
+    """Validate the common arguments and a reader's options.
+
+    Args:
+        dataset: reader name.
+        options: the ``**options`` a reader received.
+        defaults: the reader's own options with their defaults (``folds`` is added).
+        expected_counts: ``"default"``, a mapping split -> count, or ``None``.
+        on_missing: ``raise`` or ``skip``.
+
+    Returns:
+        ``defaults`` updated with ``options``, plus ``expected`` = the resolved
+        expected counts (a dict, or ``None`` when the check is disabled).
+
+    Raises:
+        ValueError: one line naming the bad option and the valid values.
+    """
+    allowed = {**COMMON_OPTIONS, **defaults}
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"{dataset}: unknown option(s) {unknown}; "
+            f"valid: {', '.join(sorted(allowed))}"
+        )
+    if on_missing not in ("raise", "skip"):
+        raise ValueError(
+            f"{dataset}: on_missing {on_missing!r} is invalid; valid: raise, skip"
+        )
+    opts = {**allowed, **options}
+    folds = opts["folds"]
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"{dataset}: folds must be an integer >= 2, got {folds!r}")
+    opts["expected"] = resolve_expected(dataset, expected_counts)
+    return opts
+
+
+def resolve_expected(dataset: str, expected_counts: Any) -> dict[str, int] | None:
+    """``"default"`` -> :data:`DEFAULT_COUNTS` (``None`` for a dataset without
+    published counts); a mapping -> a validated dict; ``None`` -> ``None``."""
+    if expected_counts is None:
+        return None
+    if isinstance(expected_counts, str) and expected_counts == "default":
+        return DEFAULT_COUNTS.get(dataset)
+    if isinstance(expected_counts, Mapping):
+        out = {}
+        for split, count in expected_counts.items():
+            if split not in SPLITS:
+                raise ValueError(
+                    f"{dataset}: expected_counts split {split!r} is invalid; "
+                    f"valid: {', '.join(SPLITS)}"
+                )
+            if isinstance(count, bool) or not isinstance(count, int | np.integer):
+                raise ValueError(
+                    f"{dataset}: expected_counts[{split!r}] must be an integer, "
+                    f"got {count!r}"
+                )
+            out[split] = int(count)
+        return out
+    raise ValueError(
+        f"{dataset}: expected_counts must be 'default', a dict of split -> count or "
+        f"None, got {expected_counts!r}"
+    )
+
+
+def locate(root: Path, marker: str, subdir: str) -> Path:
+    """The folder holding ``marker``: ``root`` itself, or ``root/subdir`` (the
+    folder an archive extracts to) when only that one holds it. Falls back to
+    ``root`` so that :func:`require_files` reports the files expected there."""
+    if not (root / marker).exists() and (root / subdir / marker).exists():
+        return root / subdir
+    return root
+
+
+def require_files(dataset: str, base: Path, names: Sequence[str]) -> list[Path]:
+    """Return ``base / name`` for every name; raise if any is missing.
+
+    Raises:
+        FileNotFoundError: one line naming the missing path(s) and every file
+            expected under ``base``.
+    """
+    paths = [base / name for name in names]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{dataset}: annotation file(s) {', '.join(missing)} not found; expected "
+            f"under {base}: {', '.join(names)}"
+        )
+    return paths
+
+
+def read_rows(
+    source: Source,
+    ncols: int,
+    *,
+    skip: int = 0,
+    delimiter: str | None = None,
+) -> list[Row]:
+    """Read a list file into (line number, fields) rows, skipping blank lines.
+
+    Args:
+        source: the file (and dataset name for errors).
+        ncols: required number of fields per row.
+        skip: number of header lines to skip.
+        delimiter: ``None`` splits on whitespace; otherwise a CSV delimiter
+            (quoted fields allowed, fields stripped).
+
+    Raises:
+        ValueError: a row with another number of fields (names file and line).
+    """
+    rows: list[Row] = []
+    with open(source.path, encoding="utf-8-sig", newline="") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if lineno <= skip or not line.strip():
+                continue
+            if delimiter is None:
+                fields = line.split()
+            else:
+                fields = [
+                    s.strip() for s in next(csv.reader([line], delimiter=delimiter))
+                ]
+            if len(fields) != ncols:
+                raise source.error(
+                    lineno, f"expected {ncols} columns, found {len(fields)}"
+                )
+            rows.append((lineno, fields))
+    return rows
+
+
+def by_id(source: Source, rows: Sequence[Row]) -> dict[int, Row]:
+    """Key rows by their integer first field (the image id).
+
+    Raises:
+        ValueError: a non-integer or duplicate id (names file and line).
+    """
+    out: dict[int, Row] = {}
+    for lineno, fields in rows:
+        key = source.int(fields[0], lineno, "image id")
+        if key in out:
+            raise source.error(lineno, f"duplicate image id {key}")
+        out[key] = (lineno, fields)
+    return out
+
+
+def _split_counts(
+    expected: Mapping[str, int] | None, found: Counter, skipped: Counter
+) -> list[str]:
+    """Per-split ``"<split> expected E [- S skipped = E-S], found F"`` phrases."""
+    out = []
+    names = set(found) | set(skipped) | set(expected or {})
+    for split in [s for s in SPLITS if s in names]:
+        skip = skipped.get(split, 0)
+        if expected is None:
+            want = f"{split} listed {found.get(split, 0) + skip}"
+            if skip:
+                want += f" - {skip} skipped"
+        else:
+            want = f"{split} expected {expected.get(split, 0)}"
+            if skip:
+                want += f" - {skip} skipped = {expected.get(split, 0) - skip}"
+        out.append(f"{want}, found {found.get(split, 0)}")
+    return out
+
+
+def finish(
+    dataset: str,
+    root: Path,
+    *,
+    path: Sequence[str],
+    label: Sequence[int],
+    split: Sequence[str],
+    source: str,
+    opts: Mapping[str, Any],
+    on_missing: str,
+    boxes: np.ndarray | None = None,
+    super_label: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """Check image files and counts, then build the index table.
+
+    Args:
+        dataset: reader name.
+        root: dataset root; ``path`` entries are relative to it.
+        path, label, split: one entry per listed image, in list-file order.
+        source: the list file(s) the rows came from, named in messages.
+        opts: the output of :func:`check_options` (``folds``, ``expected``).
+        on_missing: ``raise`` or ``skip``.
+        boxes: optional (N, 4) float array x1, y1, x2, y2 (NaN = no box).
+        super_label: optional N integers.
+
+    Returns:
+        The index table (RangeIndex 0..N'-1, rows in the given order, skipped
+        rows removed).
+
+    Raises:
+        FileNotFoundError: a listed image is missing and ``on_missing='raise'``.
+        ValueError: per-split counts differ from the expected counts (minus the
+            skipped images), or train and evaluation splits share a label.
+    """
+    paths = list(path)
+    splits = np.asarray(list(split), dtype=object)
+    exists = np.fromiter(
+        (os.path.isfile(os.path.join(root, p)) for p in paths), bool, len(paths)
+    )
+    missing = np.flatnonzero(~exists)
+    if missing.size and on_missing == "raise":
+        more = f" (and {missing.size - 1} more)" if missing.size > 1 else ""
+        raise FileNotFoundError(
+            f"{dataset}: image {root / paths[missing[0]]} listed in {source} does not "
+            f"exist{more}; set on_missing: skip to drop missing images"
+        )
+    skipped = Counter(splits[missing].tolist())
+    found = Counter(splits[exists].tolist())
+    expected = opts["expected"]
+    if expected is not None and any(
+        found.get(s, 0) != expected.get(s, 0) - skipped.get(s, 0)
+        for s in set(found) | set(expected) | set(skipped)
+    ):
+        raise ValueError(
+            f"{dataset}: image counts of {source} do not match expected_counts: "
+            + "; ".join(_split_counts(expected, found, skipped))
+            + " (pass expected_counts for a partial copy, or None to disable)"
+        )
+    if missing.size:
+        warnings.warn(
+            f"{dataset}: skipped {missing.size} missing image(s) listed in {source} "
+            f"(first: {paths[missing[0]]}); "
+            + "; ".join(_split_counts(expected, found, skipped)),
+            stacklevel=3,
+        )
+    keep = np.flatnonzero(exists)
+    table = make_index_table(
+        [paths[i] for i in keep],
+        np.asarray(label, dtype=np.int64)[keep],
+        splits[keep].tolist(),
+        boxes=None if boxes is None else np.asarray(boxes, float)[keep],
+        super_label=None if super_label is None else [super_label[i] for i in keep],
+        folds=opts["folds"],
+    )
+    validate_index_table(table, dataset)
+    return table
+
+
+def split_by_class(labels: Sequence[int], last_train: int) -> list[str]:
+    """DML class split: ``label <= last_train`` -> train, else test (§2, §3)."""
+    return ["train" if c <= last_train else "test" for c in labels]

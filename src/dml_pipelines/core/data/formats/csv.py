@@ -1,0 +1,167 @@
+"""Generic CSV reader (specs/datasets.md §5a): a user's own data as one CSV file.
+
+A header line is required, with the columns ``path,label,split`` and optionally
+``x1,y1,x2,y2`` (all four; empty cells = no box). ``path`` is relative to the
+folder that holds the CSV file. Integer labels are kept; otherwise every label is
+taken as a string and mapped to ``0..K-1`` in sorted string order, the mapping
+(string -> int) stored in ``table.attrs["label_mapping"]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dml_pipelines.core.data.formats import READERS
+from dml_pipelines.core.data.formats._common import Source, check_options, finish
+from dml_pipelines.core.data.index import SPLITS
+
+NAME = "csv"
+REQUIRED = ("path", "label", "split")
+BOX = ("x1", "y1", "x2", "y2")
+
+
+def _locate(root: Path, file: str) -> Path:
+    """The CSV file: ``root`` itself when it is a file, else ``root / file``."""
+    path = root if root.is_file() else root / file
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{NAME}: index file {path} not found; expected a CSV file with columns "
+            f"{','.join(REQUIRED)}[,{','.join(BOX)}] (option file, DEFAULT index.csv)"
+        )
+    return path
+
+
+def _parse(source: Source) -> tuple[list[int], dict[str, list]]:
+    """Rows of the CSV as (line numbers, column -> values); validates the header."""
+    with open(source.path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        columns = set(header)
+        valid = REQUIRED + BOX
+        if (
+            not set(REQUIRED) <= columns
+            or len(columns) != len(header)
+            or not columns <= set(valid)
+            or (columns & set(BOX) and not set(BOX) <= columns)
+        ):
+            raise ValueError(
+                f"{NAME}: {source.path} line 1 must be a header with columns "
+                f"{','.join(REQUIRED)} and optionally {','.join(BOX)} (all four), "
+                f"each once; found {','.join(header) or '(empty file)'}"
+            )
+        lines, values = [], {name: [] for name in header}
+        for fields in reader:
+            if not any(s.strip() for s in fields):
+                continue
+            if len(fields) != len(header):
+                raise source.error(
+                    reader.line_num,
+                    f"expected {len(header)} columns, found {len(fields)}",
+                )
+            lines.append(reader.line_num)
+            for name, value in zip(header, fields, strict=True):
+                values[name].append(value.strip())
+    return lines, values
+
+
+def _labels(
+    source: Source, lines: list[int], raw: list[str]
+) -> tuple[list[int], dict | None]:
+    """Integer labels, or strings mapped to 0..K-1 in sorted order (+ the mapping)."""
+    for lineno, value in zip(lines, raw, strict=True):
+        if not value:
+            raise source.error(lineno, "empty label")
+    try:
+        return [int(v) for v in raw], None
+    except ValueError:
+        mapping = {name: i for i, name in enumerate(sorted(set(raw)))}
+        return [mapping[v] for v in raw], mapping
+
+
+def _boxes(
+    source: Source, lines: list[int], values: dict[str, list]
+) -> np.ndarray | None:
+    """(N, 4) boxes; a row with all four cells empty has no box (NaN)."""
+    if BOX[0] not in values:
+        return None
+    out = np.full((len(lines), 4), np.nan)
+    for i, lineno in enumerate(lines):
+        cells = [values[c][i] for c in BOX]
+        if all(cells):
+            out[i] = [
+                source.float(v, lineno, c) for v, c in zip(cells, BOX, strict=True)
+            ]
+        elif any(cells):
+            raise source.error(lineno, "a box needs all of x1,y1,x2,y2 or none")
+    return out
+
+
+@READERS.register(NAME)
+def read(
+    root: Path,
+    *,
+    expected_counts: Any = "default",
+    on_missing: str = "raise",
+    **options: Any,
+) -> pd.DataFrame:
+    """Read a generic CSV index into an index table.
+
+    Args:
+        root: the folder holding the CSV file, or the CSV file itself.
+        expected_counts: a dict split -> count, or ``None``/``"default"`` (no
+            published counts: no check).
+        on_missing: ``raise`` or ``skip`` for listed images that are absent.
+        **options: ``file`` (DEFAULT ``"index.csv"``): the CSV's name inside
+            ``root`` (ignored when ``root`` is a file); ``folds`` (DEFAULT 4).
+
+    Returns:
+        The index table in file order, ``path`` relative to ``root`` (to the CSV's
+        folder when ``root`` is the CSV file itself);
+        ``attrs["label_mapping"]`` (str -> int) when the labels were strings.
+    """
+    root = Path(root)
+    opts = check_options(
+        NAME,
+        options,
+        {"file": "index.csv"},
+        expected_counts=expected_counts,
+        on_missing=on_missing,
+    )
+    source = Source(NAME, _locate(root, opts["file"]))
+    lines, values = _parse(source)
+    for lineno, path, split in zip(lines, values["path"], values["split"], strict=True):
+        if not path:
+            raise source.error(lineno, "empty path")
+        if PurePosixPath(path).is_absolute() or PureWindowsPath(path).is_absolute():
+            raise source.error(
+                lineno, f"path {path!r} must be relative to the CSV folder"
+            )
+        if split not in SPLITS:
+            raise source.error(
+                lineno, f"split {split!r} is invalid; valid: {', '.join(SPLITS)}"
+            )
+    label, mapping = _labels(source, lines, values["label"])
+    base = root if root.is_dir() else root.parent
+    prefix = Path(os.path.relpath(source.path.parent, base)).as_posix() + "/"
+    prefix = "" if prefix == "./" else prefix
+
+    table = finish(
+        NAME,
+        base,
+        path=[prefix + p for p in values["path"]],
+        label=label,
+        split=values["split"],
+        boxes=_boxes(source, lines, values),
+        source=str(source.path),
+        opts=opts,
+        on_missing=on_missing,
+    )
+    if mapping is not None:
+        table.attrs["label_mapping"] = mapping
+    return table
