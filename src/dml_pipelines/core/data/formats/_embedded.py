@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,25 +94,30 @@ def write_manifest(root: Path, manifest: dict) -> None:
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
 
 
-def check_counts(
-    dataset: str, found: Mapping[str, int], expected: Mapping[str, int] | None
-) -> None:
-    """Compare per-split image counts with ``expected`` (``None`` disables it).
+def finish_embedded(
+    dataset: str,
+    root: Path,
+    paths: Sequence[str],
+    labels: Sequence[int],
+    splits: Sequence[str],
+    expected_counts: Any,
+    default_counts: Mapping[str, int],
+) -> Any:
+    """The index table of a materialised dataset, with the shared count check of
+    the readers (``expected_counts="default"`` means ``default_counts``)."""
+    from dml_pipelines.core.data.formats._common import finish, resolve_expected
 
-    Raises:
-        ValueError: one line naming the dataset, the split and both counts.
-    """
-    if expected is None:
-        return
-    if not isinstance(expected, Mapping):
-        raise ValueError(
-            f"{dataset}: expected_counts must be 'default', a dict of split -> count "
-            f"or None, got {expected!r}"
-        )
-    for split in sorted(set(expected) | set(found)):
-        want, got = expected.get(split, 0), found.get(split, 0)
-        if int(want) != int(got):
-            raise ValueError(
-                f"{dataset} ({MANIFEST}): split {split!r} expected {want} images, "
-                f"found {got}"
-            )
+    if isinstance(expected_counts, str) and expected_counts == "default":
+        expected = dict(default_counts)
+    else:
+        expected = resolve_expected(dataset, expected_counts)
+    return finish(
+        dataset,
+        root,
+        path=paths,
+        label=labels,
+        split=splits,
+        source=f"{root / MANIFEST}",
+        opts={"folds": 4, "expected": expected},
+        on_missing="raise",
+    )

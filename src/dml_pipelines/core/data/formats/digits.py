@@ -19,13 +19,12 @@ from PIL import Image
 
 from dml_pipelines.core.data.formats import READERS
 from dml_pipelines.core.data.formats._embedded import (
-    check_counts,
+    finish_embedded,
     prepare_root,
     reusable,
     write_manifest,
     write_png,
 )
-from dml_pipelines.core.data.index import make_index_table
 
 DEFAULT_COUNTS = {"train": 901, "test": 896}
 TRAIN_CLASSES = range(5)
@@ -106,8 +105,6 @@ def read(
     paths = manifest["paths"]
     labels = [int(rel.split("/")[1]) for rel in paths]
     splits = ["train" if lab in TRAIN_CLASSES else "test" for lab in labels]
-    table = make_index_table(paths, labels, splits)
-    if isinstance(expected_counts, str) and expected_counts == "default":
-        expected_counts = DEFAULT_COUNTS
-    check_counts("digits", table["split"].value_counts().to_dict(), expected_counts)
-    return table
+    return finish_embedded(
+        "digits", root, paths, labels, splits, expected_counts, DEFAULT_COUNTS
+    )

@@ -49,13 +49,12 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from dml_pipelines.core.data.formats import READERS
 from dml_pipelines.core.data.formats._embedded import (
-    check_counts,
+    finish_embedded,
     prepare_root,
     reusable,
     write_manifest,
     write_png,
 )
-from dml_pipelines.core.data.index import make_index_table
 
 FACES = (
     "DejaVuSans.ttf",
@@ -346,17 +345,9 @@ def read(
     manifest = reusable(root, "glyphs", params)
     if manifest is None:
         manifest = _materialise(root, p, params)
-    table = _table(manifest, p)
-    counts = table["split"].value_counts().to_dict()
-    if isinstance(expected_counts, str) and expected_counts == "default":
-        n_train = p["num_classes"] // 2
-        ipc = p["images_per_class"]
-        expected_counts = {
-            "train": n_train * ipc,
-            "test": (p["num_classes"] - n_train) * ipc,
-        }
-    check_counts("glyphs", counts, expected_counts)
-    return table
+    n_train, ipc = p["num_classes"] // 2, p["images_per_class"]
+    default = {"train": n_train * ipc, "test": (p["num_classes"] - n_train) * ipc}
+    return _table(root, manifest, p, expected_counts, default)
 
 
 def _materialise(root: Path, p: dict, params: dict) -> dict:
@@ -395,9 +386,13 @@ def _materialise(root: Path, p: dict, params: dict) -> dict:
     return manifest
 
 
-def _table(manifest: dict, p: dict) -> pd.DataFrame:
+def _table(
+    root: Path, manifest: dict, p: dict, expected_counts: Any, default: dict
+) -> pd.DataFrame:
     n_train = p["num_classes"] // 2
     paths = manifest["paths"]
     labels = [int(rel.split("/")[1]) for rel in paths]
     splits = ["train" if lab < n_train else "test" for lab in labels]
-    return make_index_table(paths, labels, splits)
+    return finish_embedded(
+        "glyphs", root, paths, labels, splits, expected_counts, default
+    )
