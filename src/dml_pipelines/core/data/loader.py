@@ -1,0 +1,209 @@
+"""Training and evaluation DataLoaders over the prepared-image cache.
+
+The loader yields uint8 batches (B, C, H, W) and int64 labels (B,); normalisation is
+the trainer's job on the training device: ``transforms.normalize(x.to(device), train)``.
+
+Determinism: every sample drawn gets its own seed, ``mix(seed, epoch, k)`` with k the
+sample's place in the epoch's stream of batches, computed in the main process where
+the batch sampler runs. The augmentation of a sample therefore depends on the seed,
+the epoch and the batch order only, not on ``num_workers`` or on which worker ran
+it, and an image repeated within a batch (P×K fill) is augmented independently.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
+
+from dml_pipelines.core.data.cache import ImageCache
+from dml_pipelines.core.data.transforms import Transforms
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def sample_seed(seed: int, epoch: int, k: int) -> int:
+    """64-bit seed of the k-th sample drawn in ``epoch`` under ``seed``."""
+    return _splitmix64(_splitmix64(_splitmix64(seed & _MASK64) ^ epoch) ^ k)
+
+
+class CacheDataset(Dataset):
+    """Images of an ``ImageCache`` with labels and the per-image transform.
+
+    Args:
+        cache: the prepared-image cache.
+        positions: (N,) cache positions (``cache.positions_of(row_ids)``).
+        labels: (N,) integer labels (already re-indexed for training if needed).
+        transforms: the preset; ``train_sample`` if ``train`` else ``test_sample``.
+        train: use the random train augmentation.
+
+    Items are addressed by an index i, or by ``(i, seed)`` to draw the augmentation
+    from ``torch.Generator().manual_seed(seed)``; an item is ``(uint8 (C, H, W)
+    tensor, int label)``.
+    """
+
+    def __init__(
+        self,
+        cache: ImageCache,
+        positions: Sequence[int] | np.ndarray,
+        labels: Sequence[int] | np.ndarray,
+        transforms: Transforms,
+        train: bool,
+    ) -> None:
+        self.cache = cache
+        self.positions = np.asarray(positions, dtype=np.int64).reshape(-1)
+        self.labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        if len(self.positions) != len(self.labels):
+            raise ValueError(
+                f"CacheDataset: {len(self.positions)} positions but "
+                f"{len(self.labels)} labels"
+            )
+        if len(self.positions) and not (
+            0 <= self.positions.min() and self.positions.max() < len(cache)
+        ):
+            raise ValueError(
+                f"CacheDataset: positions outside 0..{len(cache) - 1} of {cache}"
+            )
+        self.transforms = transforms
+        self.train = train
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        generator = None
+        if isinstance(index, tuple):
+            index, seed = index
+            generator = torch.Generator().manual_seed(seed)
+        pixels = self.cache.image(int(self.positions[index]), readonly=False)
+        img = torch.from_numpy(pixels).permute(2, 0, 1)  # zero-copy (C, H, W) view
+        if self.train:
+            img = self.transforms.train_sample(img, generator)
+        else:
+            img = self.transforms.test_sample(img)
+        return img, int(self.labels[index])
+
+
+class SeededBatches:
+    """Wraps a batch sampler so that each index comes with its sample seed.
+
+    Iterating yields lists of ``(index, seed)``. Each ``iter`` is one epoch; the epoch
+    counter starts at 0 and advances by one per iteration, or is set explicitly with
+    ``set_epoch`` (e.g. after resuming from a checkpoint), which is forwarded to the
+    wrapped sampler if it has ``set_epoch``.
+    """
+
+    def __init__(self, batches: Iterable[Sequence[int]], seed: int) -> None:
+        self.batches = batches
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch ``epoch``."""
+        self.epoch = int(epoch)
+        if hasattr(self.batches, "set_epoch"):
+            self.batches.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        k = 0
+        for batch in self.batches:
+            out = []
+            for i in batch:
+                out.append((int(i), sample_seed(self.seed, epoch, k)))
+                k += 1
+            yield out
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]
+
+
+def collate_batch(
+    samples: list[tuple[torch.Tensor, int]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack samples into uint8 (B, C, H, W) images and int64 (B,) labels."""
+    images, labels = zip(*samples, strict=True)
+    shapes = {tuple(im.shape) for im in images}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"cannot batch images of different sizes {sorted(shapes)}; "
+            "set transforms.image_size for this dataset"
+        )
+    return torch.stack(images).contiguous(), torch.tensor(labels, dtype=torch.int64)
+
+
+def seed_worker(worker_id: int) -> None:
+    """``worker_init_fn``: seed numpy and ``random`` from the worker's torch seed
+    (itself derived from the loader's seeded generator)."""
+    s = torch.initial_seed() % 2**32
+    np.random.seed(s)
+    random.seed(s)
+
+
+def make_loader(
+    cache: ImageCache,
+    positions: Sequence[int] | np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    transforms: Transforms,
+    *,
+    batch_sampler: Iterable[Sequence[int]] | None = None,
+    batch_size: int | None = None,
+    train: bool,
+    num_workers: int = 0,
+    seed: int = 0,
+) -> DataLoader:
+    """DataLoader over cached images.
+
+    Args:
+        cache, positions, labels, transforms, train: see ``CacheDataset``.
+        batch_sampler: iterable of lists of dataset indices (e.g. the P×K sampler);
+            every batch is yielded as given, in order.
+        batch_size: without a batch sampler: sequential batches of this size, no
+            shuffling, the last batch possibly smaller (evaluation).
+        num_workers: loader processes (kept alive across epochs); the batches do
+            not depend on it.
+        seed: seed of the augmentation stream (see the module docstring).
+
+    Returns:
+        A DataLoader yielding ``(uint8 (B, C, H, W), int64 (B,))``; its
+        ``batch_sampler`` is a ``SeededBatches`` (``set_epoch``).
+
+    Raises:
+        ValueError: neither or both of ``batch_sampler`` and ``batch_size`` given.
+    """
+    dataset = CacheDataset(cache, positions, labels, transforms, train)
+    if (batch_sampler is None) == (batch_size is None):
+        raise ValueError(
+            "make_loader: give exactly one of batch_sampler and batch_size"
+        )
+    if batch_sampler is None:
+        if batch_size < 1:
+            raise ValueError(
+                f"make_loader: batch_size must be positive, got {batch_size}"
+            )
+        batch_sampler = BatchSampler(
+            SequentialSampler(dataset), batch_size, drop_last=False
+        )
+    extra: dict[str, Any] = {}
+    if num_workers > 0:
+        extra = {"persistent_workers": True, "worker_init_fn": seed_worker}
+    return DataLoader(
+        dataset,
+        batch_sampler=SeededBatches(batch_sampler, seed),
+        num_workers=num_workers,
+        collate_fn=collate_batch,
+        pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator().manual_seed(seed),
+        **extra,
+    )
