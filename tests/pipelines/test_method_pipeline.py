@@ -131,3 +131,25 @@ def test_cli_params_select_dataset(project):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (project / "data/02_intermediate/digits/index_table.parquet").exists()
+
+
+def test_same_seed_twice_gives_identical_metrics(
+    project, tmp_path_factory, monkeypatch
+):
+    import shutil
+
+    run(project, "contrastive_c1", TINY)
+    first = (
+        project / "data/08_reporting/digits/contrastive_c1/metrics.json"
+    ).read_text()
+    other = tmp_path_factory.mktemp("again")
+    for name in ("conf", "pyproject.toml", ".telemetry", "src"):
+        src = project / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, other / name)
+    monkeypatch.chdir(other)
+    run(other, "contrastive_c1", TINY)
+    second = (
+        other / "data/08_reporting/digits/contrastive_c1/metrics.json"
+    ).read_text()
+    assert first == second
+    assert json.loads(first)["recall@1"] > 0

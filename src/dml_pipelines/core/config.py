@@ -114,6 +114,7 @@ class TrainingConfig(StrictModel):
     amp: bool = True
     seed: int = 0
     num_workers: int = Field(0, ge=0)
+    num_threads: int | None = Field(None, gt=0)
     eval_batch_size: int = Field(256, gt=0)
     checkpoint_selection: Literal["last", "validation", "test_recall_at_1"] = "last"
     validation_metric: Literal["map@r", "recall@1", "r_precision"] = "map@r"

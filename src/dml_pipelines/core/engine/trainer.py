@@ -265,6 +265,8 @@ class Trainer:
         ``checkpoint_selection`` is not ``last``, the selected weights are loaded
         into the model at the end."""
         torch.manual_seed(self.tcfg.seed)
+        if self.tcfg.num_threads:
+            torch.set_num_threads(self.tcfg.num_threads)
         for group in self.optimizer.param_groups:
             group.setdefault("initial_lr_base", group["lr"])
         self._resume()

@@ -54,6 +54,7 @@ def _check_args(builder: Callable, args: dict, key: str, skip: tuple = ()) -> No
 def check_components(cfg: MethodConfig) -> None:
     """Check every registered name and argument set in ``cfg`` without building
     anything (called by config validation, before any work)."""
+    from dml_pipelines.core.data.transforms import PRESETS
     from dml_pipelines.core.engine.optim import OPTIMIZERS, SCHEDULERS
 
     METHODS.get(cfg.method, key="method")
@@ -69,6 +70,7 @@ def check_components(cfg: MethodConfig) -> None:
         "pooling.args",
     )
     OPTIMIZERS.get(cfg.optimizer.name, key="optimizer.name")
+    PRESETS.get(cfg.transforms.preset, key="transforms.preset")
     if cfg.training.scheduler is not None:
         SCHEDULERS.get(cfg.training.scheduler.name, key="training.scheduler.name")
     loss = getattr(cfg, "loss", None)

@@ -70,7 +70,9 @@ def test_upsampling_is_nearest(tmp_path):
 
 
 def test_count_mismatch_names_dataset_and_both_counts(root):
-    with pytest.raises(ValueError, match=r"digits: image counts .* train expected 900, found 901"):
+    with pytest.raises(
+        ValueError, match=r"digits: image counts .* train expected 900, found 901"
+    ):
         read_index("digits", root, expected_counts={"train": 900, "test": 896})
     assert len(read_index("digits", root, expected_counts=None)) == 1797
 

@@ -134,7 +134,9 @@ def test_too_many_classes_names_the_key(tmp_path):
 
 
 def test_count_mismatch_and_unknown_option(tmp_path):
-    with pytest.raises(ValueError, match=r"glyphs: image counts .* test expected 7, found 4"):
+    with pytest.raises(
+        ValueError, match=r"glyphs: image counts .* test expected 7, found 4"
+    ):
         glyphs.read(
             tmp_path,
             num_classes=4,

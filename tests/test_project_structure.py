@@ -1,0 +1,117 @@
+"""House rules that code review would otherwise have to remember."""
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from kedro.pipeline import Pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "dml_pipelines"
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_core_never_imports_kedro_or_the_pipelines_layer():
+    bad = []
+    for path in (SRC / "core").rglob("*.py"):
+        for name in _imports(path):
+            if name.split(".")[0] in {
+                "kedro",
+                "kedro_datasets",
+                "dvc",
+            } or name.startswith("dml_pipelines.pipelines"):
+                bad.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not bad, bad
+
+
+def test_pipeline_modules_are_cheap_to_import():
+    code = (
+        "import sys, dml_pipelines.pipeline_registry as r; r.register_pipelines(); "
+        "print(sorted(m for m in ('torch', 'faiss', 'torchvision')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_pipeline_folder_exposes_create_pipeline():
+    for folder in sorted(
+        p
+        for p in (SRC / "pipelines").iterdir()
+        if p.is_dir() and (p / "__init__.py").exists()
+    ):
+        if folder.name == "__pycache__":
+            continue
+        mod = importlib.import_module(f"dml_pipelines.pipelines.{folder.name}")
+        assert isinstance(mod.create_pipeline(), Pipeline), folder.name
+
+
+def test_registry_has_data_and_one_namespaced_pipeline_per_method():
+    from dml_pipelines.core.config import METHOD_CONFIGS
+    from dml_pipelines.pipeline_registry import register_pipelines
+
+    pipes = register_pipelines()
+    assert {"data", *METHOD_CONFIGS} <= set(pipes)
+    for name in METHOD_CONFIGS:
+        nodes = [n for n in pipes[name].nodes if n.namespace == name]
+        assert {n.name.split(".")[-1] for n in nodes} >= {
+            "train_method",
+            "extract_embeddings",
+            "evaluate_retrieval",
+            "cluster_embeddings",
+            "report_metrics",
+        }
+        # every node is explicitly named (no hash suffixes)
+        assert all(
+            n.name.split(".")[-1].replace("_", "").isalpha() for n in pipes[name].nodes
+        )
+        assert (ROOT / "conf" / "base" / f"parameters_{name}.yml").exists()
+
+
+def test_dvc_grid_agrees_with_the_vars_file_and_the_registry():
+    from dml_pipelines.core.config import DATASETS, METHOD_CONFIGS
+
+    grid = yaml.safe_load((ROOT / "conf" / "grid.yaml").read_text())
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    assert dvc["vars"] == ["conf/grid.yaml"]
+    stages = dvc["stages"]
+    assert stages["data"]["matrix"]["dataset"] == "${embedded_datasets}"
+    for stage in ("train", "evaluate"):
+        assert stages[stage]["matrix"] == {
+            "method": "${methods}",
+            "dataset": "${datasets}",
+        }
+        assert stages[stage]["cmd"].startswith("kedro run --pipelines=${item.method}")
+    assert set(grid["methods"]) <= set(METHOD_CONFIGS)
+    assert stages["data_external"]["matrix"]["dataset"] == "${external_datasets}"
+    assert grid["datasets"] == grid["embedded_datasets"] + grid["external_datasets"]
+    assert set(grid["datasets"]) <= set(DATASETS)
+    assert set(grid["embedded_datasets"]) <= {"digits", "glyphs"}
+    persisted = [o for o in stages["train"]["outs"] if isinstance(o, dict)]
+    assert any(v.get("persist") for o in persisted for v in o.values())
+
+
+def test_dvcignore_and_telemetry_are_committed_settings():
+    assert "__pycache__/" in (ROOT / ".dvcignore").read_text()
+    assert "*.pyc" in (ROOT / ".dvcignore").read_text()
+    assert "consent: false" in (ROOT / ".telemetry").read_text()
+    assert "kedro_telemetry" not in (ROOT / "pyproject.toml").read_text()
+
+
+def test_ci_calls_make_test():
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
