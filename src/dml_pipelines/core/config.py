@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 def _one_line(prefix: str, exc: ValidationError) -> str:
@@ -305,3 +312,128 @@ def parse_method_config(raw: dict[str, Any]) -> MethodConfig:
         valid = ", ".join(sorted(METHOD_CONFIGS))
         raise KeyError(f"method: unknown method {name!r}; valid: {valid}")
     return METHOD_CONFIGS[name].model_validate(raw)
+
+
+def protocol_card(cfg: MethodConfig, cache_manifest: dict[str, Any]) -> dict[str, Any]:
+    """The facts logged with every run (specs/README.md glossary): backbone, BN
+    frozen or not, pooling, image preparation and augmentation, embedding dim,
+    batch composition, selection split, budget."""
+    s, t = cfg.sampler, cfg.training
+    rf = s.random_factorisation
+    batch = (
+        f"{s.P} classes x {s.K} samples"
+        if rf is None
+        else f"{rf.batch_size} = P x K, P drawn per epoch from {rf.P_choices}"
+    )
+    return {
+        "backbone": cfg.backbone.name,
+        "pretrained": cfg.backbone.pretrained,
+        "freeze_bn": cfg.backbone.freeze_bn,
+        "pooling": cfg.pooling.name,
+        "embedding_dim": cfg.embedding_dim,
+        "cache_resize_shorter": cache_manifest.get("resize_shorter"),
+        "use_bbox": cache_manifest.get("use_bbox", False),
+        "transforms": cfg.transforms.preset,
+        "batch": batch,
+        "sampler_order": s.order,
+        "repeated_classes": s.allow_repeated_classes,
+        "optimizer": f"{cfg.optimizer.name} lr {cfg.optimizer.lr:g}",
+        "epochs": t.epochs,
+        "warmup_epochs": t.warmup_epochs,
+        "checkpoint_selection": t.checkpoint_selection,
+        "selected_on": {
+            "last": "last epoch",
+            "validation": "held-out training classes (fold_block 3)",
+            "test_recall_at_1": "the test split (optimistic)",
+        }[t.checkpoint_selection],
+        "seed": t.seed,
+    }
+
+
+# --- intra_batch (specs/methods/intra_batch.md) -----------------------------------
+
+INTRA_BATCH_LOSSES = ("backbone_ce", "mpn_ce")
+
+
+class MPNConfig(StrictModel):
+    """Message-passing network (§3): L post-norm attention layers, H heads."""
+
+    layers: int = Field(1, gt=0)
+    heads: int = Field(2, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    cat: bool = False
+    ffn_mult: int = Field(4, gt=0)
+
+
+class LrDrop(StrictModel):
+    """At the start of 1-based ``epoch``: reload the best checkpoint, then set
+    lr = base lr × ``factor`` (factors are relative to the base lr)."""
+
+    epoch: int = Field(gt=0)
+    factor: float = Field(gt=0)
+
+
+class LossWeights(StrictModel):
+    backbone_ce: float = Field(1.0, ge=0)
+    mpn_ce: float = Field(1.0, ge=0)
+
+
+class IntraBatchConfig(MethodConfig):
+    """Intra-Batch connections (MPN over the batch graph, label-smoothed CE)."""
+
+    normalization: Literal["l2"] = "l2"
+    attention_zero_logit: bool = True
+    mpn: MPNConfig = Field(default_factory=MPNConfig)
+    temperature: float = Field(0.2, gt=0)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    losses: list[Literal["backbone_ce", "mpn_ce"]] = Field(
+        default_factory=lambda: list(INTRA_BATCH_LOSSES), min_length=1
+    )
+    loss_weights: LossWeights = Field(default_factory=LossWeights)
+    lr_drops: list[LrDrop] = Field(
+        default_factory=lambda: [
+            LrDrop(epoch=31, factor=0.1),
+            LrDrop(epoch=51, factor=0.1),
+        ]
+    )
+    ddp_graph: Literal["local", "global"] = "local"
+
+    @field_validator("ddp_graph")
+    @classmethod
+    def _local_only(cls, value: str) -> str:
+        if value != "local":
+            raise ValueError(
+                "'global' (differentiable all-gather) is not implemented; valid: local"
+            )
+        return value
+
+    @field_validator("losses")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a loss is listed twice")
+        return value
+
+    @field_validator("lr_drops")
+    @classmethod
+    def _increasing(cls, value: list[LrDrop]) -> list[LrDrop]:
+        epochs = [d.epoch for d in value]
+        if epochs != sorted(set(epochs)):
+            raise ValueError("epochs must be strictly increasing")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.embedding_dim % self.mpn.heads:
+            raise ValueError(
+                f"mpn.heads: {self.mpn.heads} does not divide embedding_dim "
+                f"{self.embedding_dim}"
+            )
+        if self.lr_drops and self.training.scheduler is not None:
+            raise ValueError(
+                "lr_drops: set lr_drops: [] to use training.scheduler (both set lr)"
+            )
+        return self
+
+
+METHOD_CONFIGS["intra_batch"] = IntraBatchConfig

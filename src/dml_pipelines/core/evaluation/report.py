@@ -56,6 +56,7 @@ def metrics_record(
     method: str,
     checkpoint_selection: str,
     protocol: str = "conventional",
+    protocol_card: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The metrics JSON of one run: every retrieval and clustering number, the run's
     identity, and the untrained network's ``recall@1`` (and MAP@R) under
@@ -68,4 +69,5 @@ def metrics_record(
         "protocol": protocol,
         "checkpoint_selection": checkpoint_selection,
         "untrained": {k: untrained[k] for k in ("recall@1", "map@r") if k in untrained},
+        "protocol_card": protocol_card or {},
     }

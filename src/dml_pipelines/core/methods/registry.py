@@ -35,10 +35,22 @@ def _build_baseline(cfg: Any, num_classes: int) -> Method:
 for _name in BASELINES:
     METHODS.register(_name)(_build_baseline)
 
+#: modules of the published methods; each registers its builder on import
+METHOD_MODULES: tuple[str, ...] = ("intra_batch",)
+
+
+def load_all() -> Registry:
+    """Import every method module (each registers itself); return the registry."""
+    import importlib
+
+    for mod in METHOD_MODULES:
+        importlib.import_module(f"dml_pipelines.core.methods.{mod}")
+    return METHODS
+
 
 def build_method(cfg: MethodConfig, num_classes: int) -> Method:
     """Build the method named ``cfg.method`` for ``num_classes`` training classes."""
-    return METHODS.get(cfg.method, key="method")(cfg, num_classes)
+    return load_all().get(cfg.method, key="method")(cfg, num_classes)
 
 
 def _check_args(builder: Callable, args: dict, key: str, skip: tuple = ()) -> None:
@@ -57,7 +69,7 @@ def check_components(cfg: MethodConfig) -> None:
     from dml_pipelines.core.data.transforms import PRESETS
     from dml_pipelines.core.engine.optim import OPTIMIZERS, SCHEDULERS
 
-    METHODS.get(cfg.method, key="method")
+    load_all().get(cfg.method, key="method")
     _check_args(
         BACKBONES.get(cfg.backbone.name, key="backbone.name"),
         cfg.backbone.args,

@@ -72,6 +72,7 @@ def report_metrics(
     retrieval_metrics: dict[str, Any],
     clustering_metrics: dict[str, Any],
     untrained_metrics: dict[str, Any],
+    image_cache: dict[str, Any],
     params: MethodConfig,
     data: DataParams,
 ) -> dict[str, Any]:
@@ -81,12 +82,14 @@ def report_metrics(
         retrieval_metrics: output of ``evaluate_retrieval``.
         clustering_metrics: output of ``cluster_embeddings``.
         untrained_metrics: output of ``evaluate_untrained``.
+        image_cache: the cache manifest (its resize goes into the protocol card).
         params: the method block (method name, checkpoint selection).
         data: the dataset block.
 
     Returns:
-        The merged metrics dict.
+        The merged metrics dict, with the run's protocol card.
     """
+    from dml_pipelines.core.config import protocol_card
     from dml_pipelines.core.evaluation.report import metrics_record
 
     return metrics_record(
@@ -96,4 +99,5 @@ def report_metrics(
         dataset=data.name,
         method=params.method,
         checkpoint_selection=params.training.checkpoint_selection,
+        protocol_card=protocol_card(params, image_cache),
     )

@@ -35,6 +35,7 @@ def create_pipeline(config_cls=MethodConfig, **kwargs) -> Pipeline:
                     "retrieval_metrics",
                     "clustering_metrics",
                     "untrained_metrics",
+                    "image_cache",
                     "params:method",
                     "params:data",
                 ],
