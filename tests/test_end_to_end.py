@@ -64,12 +64,6 @@ def make_dvc_repo(tmp_path, grid):
     shutil.copytree(
         ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__")
     )
-    grid = {
-        "embedded_datasets": ["digits"],
-        "external_datasets": [],
-        "datasets": ["digits"],
-        "methods": ["contrastive_c1"],
-    }
     (tmp_path / "conf/grid.yaml").write_text(yaml.safe_dump(grid))
     params = tmp_path / "conf/base/parameters_contrastive_c1.yml"
     params.write_text(params.read_text().replace("epochs: 20", "epochs: 1"))
@@ -175,3 +169,15 @@ def test_a_csv_dataset_runs_through_dvc_like_the_embedded_ones(tmp_path):
     )
     assert m["dataset"] == "csv" and m["num_queries"] == 36
     assert "didn't change" in sh(["dvc", "repro"], repo).stdout
+
+
+@pytest.mark.slow
+def test_kedro_viz_builds_the_pipeline_graph(project):
+    sh([sys.executable, "-m", "kedro", "viz", "build"], project)
+    api = project / "build" / "api" / "pipelines"
+    assert (api / "contrastive_c1").exists() and (api / "data").exists()
+    graph = json.loads((api / "contrastive_c1").read_text())
+    names = {n["name"] for n in graph["nodes"]}
+    assert {"train_method", "extract_embeddings", "report_metrics"} <= {
+        n.split(".")[-1] for n in names
+    }

@@ -9,3 +9,7 @@ CONFIG_LOADER_ARGS = {
     # conf/local/parameters.yml may override single keys (e.g. a data root)
     "merge_strategy": {"parameters": "soft"},
 }
+
+from dml_pipelines.hooks import DataRootCheck  # noqa: E402
+
+HOOKS = (DataRootCheck(),)

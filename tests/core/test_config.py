@@ -3,8 +3,10 @@ import pytest
 from dml_pipelines.core.config import (
     BaselineConfig,
     DataParams,
+    DatasetTable,
     deep_merge,
     parse_method_config,
+    resolve_dataset,
 )
 
 
@@ -31,19 +33,23 @@ def test_recipe_is_deep_merged_and_defaults_to_block():
     recipes = {"cub200": {"sampler": {"P": 8}, "embedding_dim": 128}}
     cfg = BaselineConfig.model_validate(raw(recipe="cub200", recipes=recipes))
     assert (cfg.sampler.P, cfg.sampler.K, cfg.embedding_dim) == (8, 4, 128)
-    for name in ("default", "glyphs"):  # a dataset without a recipe keeps the block
-        cfg = BaselineConfig.model_validate(raw(recipe=name, recipes=recipes))
-        assert (cfg.sampler.P, cfg.embedding_dim) == (16, 64)
+    cfg = BaselineConfig.model_validate(raw(recipe="default", recipes=recipes))
+    assert (cfg.sampler.P, cfg.embedding_dim) == (16, 64)
+    auto = BaselineConfig.model_validate(raw(recipes=recipes))  # recipe: auto
+    assert auto.recipe == "auto" and auto.sampler.P == 16
+    assert auto.for_dataset("glyphs") is auto  # no recipe for glyphs: the block
+    cub = auto.for_dataset("cub200")
+    assert (cub.recipe, cub.sampler.P, cub.embedding_dim) == ("cub200", 8, 128)
     with pytest.raises(
-        ValueError, match="recipe 'cub' is unknown; valid: default, cub200"
+        ValueError, match="recipe 'cub' is unknown; valid: auto, default"
     ):
         BaselineConfig.model_validate(raw(recipe="cub", recipes=recipes))
 
 
 def test_recipe_values_are_validated_too():
-    with pytest.raises(ValueError, match="sampler.P"):
+    with pytest.raises(ValueError, match="recipes.x: .*sampler.P"):
         BaselineConfig.model_validate(
-            raw(recipe="x", recipes={"x": {"sampler": {"P": 0}}})
+            raw(recipes={"x": {"sampler": {"P": 0}}})
         )
 
 
@@ -67,20 +73,30 @@ def test_unknown_method_lists_valid_ones():
         parse_method_config({"method": "ccpp"})
 
 
-def test_data_params_pick_the_dataset_block(tmp_path):
-    data = DataParams.model_validate(
+def test_dataset_resolution_names_key_and_path(tmp_path):
+    table = DatasetTable.model_validate(
         {
-            "name": "csv",
-            "cache_dir": "c",
-            "datasets": {"csv": {"root": str(tmp_path), "recall_at": [1, 10]}},
+            "csv": {"root": str(tmp_path), "recall_at": [1, 10]},
+            "sop": {"root": "nowhere"},
         }
     )
-    assert data.root == str(tmp_path) and data.recall_at == [1, 10]
-    with pytest.raises(ValueError, match="does not exist"):
-        DataParams.model_validate(
-            {
-                "name": "sop",
-                "cache_dir": "c",
-                "datasets": {"sop": {"root": str(tmp_path / "x")}},
-            }
+    spec = resolve_dataset(
+        DataParams.model_validate({"name": "csv", "cache_dir": "c"}), table
+    )
+    assert (
+        spec.root == str(tmp_path) and spec.recall_at == [1, 10] and spec.name == "csv"
+    )
+    with pytest.raises(
+        ValueError, match="data root nowhere for dataset 'sop' does not exist"
+    ):
+        resolve_dataset(
+            DataParams.model_validate({"name": "sop", "cache_dir": "c"}), table
         )
+    with pytest.raises(ValueError, match="datasets.cub200: no block"):
+        resolve_dataset(
+            DataParams.model_validate({"name": "cub200", "cache_dir": "c"}), table
+        )
+    with pytest.raises(ValueError, match="dataset 'cub' is unknown"):
+        DataParams.model_validate({"name": "cub", "cache_dir": "c"})
+    with pytest.raises(ValueError, match=r"datasets.csv.resize_shorter"):
+        DatasetTable.model_validate({"csv": {"root": "x", "resize_shorter": 0}})

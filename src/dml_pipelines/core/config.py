@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    RootModel,
     ValidationError,
     field_validator,
     model_validator,
@@ -137,14 +138,14 @@ class TrainingConfig(StrictModel):
 class MethodConfig(StrictModel):
     """Shared block of every method/baseline (``conf/base/parameters_<method>.yml``).
 
-    ``recipe`` selects one of ``recipes`` (a per-dataset recipe, deep-merged over
-    the block). The YAML sets it to the run's dataset, so ``--params
-    dataset=cub200`` picks ``recipes.cub200`` when the method has one; a dataset
-    without one, or ``default``, keeps the block as written.
+    ``recipes`` holds per-dataset settings deep-merged over the block. ``recipe``
+    picks one: ``auto`` (DEFAULT) uses the recipe named after the run's dataset
+    when there is one (``for_dataset``), ``default`` none, any other name that
+    recipe. Every recipe is validated with the block, before any work.
     """
 
     method: str
-    recipe: str = "default"
+    recipe: str = "auto"
     recipes: dict[str, dict[str, Any]] = Field(default_factory=dict)
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     pooling: Component = Field(default_factory=lambda: Component(name="gap"))
@@ -160,16 +161,33 @@ class MethodConfig(StrictModel):
     def _apply_recipe(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        recipe = data.get("recipe", "default")
+        recipe = data.get("recipe", "auto")
         recipes = data.get("recipes") or {}
-        if recipe in recipes:
-            return deep_merge(data, recipes[recipe])
-        # ``recipe`` defaults to the run's dataset: a dataset without a recipe of
-        # its own uses the block as written (the embedded-dataset settings).
-        if recipe in (None, "default", *DATASETS):
+        if not isinstance(recipes, dict):
+            return data  # the field's own validation reports it
+        for name, over in recipes.items():  # each recipe must make a valid block
+            if name in ("auto", "default"):
+                raise ValueError(f"recipes: {name!r} is a reserved name")
+            if recipe != name:
+                merged = deep_merge(data, over if isinstance(over, dict) else {})
+                try:
+                    cls.model_validate({**merged, "recipe": "default", "recipes": {}})
+                except ValueError as exc:
+                    raise ValueError(f"recipes.{name}: {exc}") from None
+        if recipe in ("auto", "default"):
             return data
-        valid = ", ".join(["default", *sorted(recipes)])
-        raise ValueError(f"recipe {recipe!r} is unknown; valid: {valid}")
+        if recipe not in recipes:
+            valid = ", ".join(["auto", "default", *sorted(recipes)])
+            raise ValueError(f"recipe {recipe!r} is unknown; valid: {valid}")
+        return deep_merge(data, recipes[recipe])
+
+    def for_dataset(self, dataset: str) -> MethodConfig:
+        """The block a run on ``dataset`` uses: with ``recipe: auto``, the recipe
+        named after the dataset when the method has one; otherwise unchanged."""
+        if self.recipe != "auto" or dataset not in self.recipes:
+            return self
+        raw = self.model_dump(mode="json")
+        return type(self).model_validate({**raw, "recipe": dataset})
 
     @model_validator(mode="after")
     def _check_components(self):
@@ -213,10 +231,10 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 # --- project-wide parameters (parameters.yml) ----------------------------------
 
 
-class DataParams(StrictModel):
-    """The dataset block: which dataset, where it lives, how it is prepared."""
+class DatasetEntry(StrictModel):
+    """One dataset's block of ``datasets`` (parameters.yml): where it lives and how
+    it is ingested, prepared and scored."""
 
-    name: str
     root: str
     options: dict[str, Any] = Field(default_factory=dict)
     expected_counts: dict[str, int] | Literal["default"] | None = "default"
@@ -224,38 +242,42 @@ class DataParams(StrictModel):
     on_error: Literal["raise", "skip"] = "raise"
     resize_shorter: int | None = Field(None, gt=0)
     use_bbox: bool = False
-    cache_dir: str
     recall_at: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
 
-    @model_validator(mode="after")
-    def _check(self):
-        from pathlib import Path
 
+class DatasetTable(RootModel[dict[str, DatasetEntry]]):
+    """``datasets``: dataset name -> ``DatasetEntry``."""
+
+    def entry(self, name: str) -> DatasetEntry:
+        """The block of dataset ``name``; one-line error if it has none."""
+        if name not in self.root:
+            valid = ", ".join(sorted(self.root))
+            raise ValueError(
+                f"datasets.{name}: no block for this dataset; valid: {valid}"
+            )
+        return self.root[name]
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any):  # noqa: D102
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as exc:
+            raise ValueError(_one_line("datasets", exc)) from None
+
+
+class DataParams(StrictModel):
+    """The run's dataset (``--params dataset=<name>``) and its cache folder."""
+
+    name: str
+    cache_dir: str
+
+    @model_validator(mode="after")
+    def _known(self):
         if self.name not in DATASETS:
             raise ValueError(
                 f"dataset {self.name!r} is unknown; valid: {', '.join(DATASETS)}"
             )
-        if self.name not in EMBEDDED_DATASETS and not Path(self.root).exists():
-            raise ValueError(
-                f"data root {self.root} for dataset {self.name!r} does not exist "
-                f"(set data.datasets.{self.name}.root in conf/local/parameters.yml)"
-            )
         return self
-
-    @model_validator(mode="before")
-    @classmethod
-    def _pick(cls, data: Any) -> Any:
-        # parameters.yml holds one entry per dataset under ``datasets``; ``name``
-        # picks it, so ``--params dataset=<name>`` is all a user types.
-        if isinstance(data, dict) and "datasets" in data:
-            data = dict(data)
-            table = data.pop("datasets") or {}
-            name = data.get("name")
-            if name not in table:
-                valid = ", ".join(sorted(table))
-                raise ValueError(f"dataset {name!r} is unknown; valid: {valid}")
-            data = deep_merge(table[name], data)
-        return data
 
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any):  # noqa: D102
@@ -263,6 +285,27 @@ class DataParams(StrictModel):
             return super().model_validate(obj, *args, **kwargs)
         except ValidationError as exc:
             raise ValueError(_one_line("data", exc)) from None
+
+
+class DataSpec(DatasetEntry):
+    """The resolved dataset of a run: its ``DatasetEntry`` plus name and cache."""
+
+    name: str
+    cache_dir: str
+
+
+def resolve_dataset(data: DataParams, table: DatasetTable) -> DataSpec:
+    """The run's ``DataSpec``; one-line errors for a dataset without a block in
+    ``datasets`` or a benchmark dataset whose root does not exist."""
+    from pathlib import Path
+
+    entry = table.entry(data.name)
+    if data.name not in EMBEDDED_DATASETS and not Path(entry.root).exists():
+        raise ValueError(
+            f"data root {entry.root} for dataset {data.name!r} does not exist "
+            f"(set datasets.{data.name}.root in conf/local/parameters.yml)"
+        )
+    return DataSpec(name=data.name, cache_dir=data.cache_dir, **entry.model_dump())
 
 
 class EvaluationParams(StrictModel):

@@ -8,10 +8,15 @@ from dml_pipelines.pipelines.data.nodes import ingest_dataset, prepare_images
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            Node(ingest_dataset, "params:data", "index_table", name="ingest_dataset"),
+            Node(
+                ingest_dataset,
+                ["params:data", "params:datasets"],
+                "index_table",
+                name="ingest_dataset",
+            ),
             Node(
                 prepare_images,
-                ["index_table", "params:data"],
+                ["index_table", "params:data", "params:datasets"],
                 "image_cache",
                 name="prepare_images",
             ),

@@ -4,7 +4,12 @@ from typing import Any
 
 import pandas as pd
 
-from dml_pipelines.core.config import DataParams, EvaluationParams, MethodConfig
+from dml_pipelines.core.config import (
+    DataParams,
+    DatasetTable,
+    EvaluationParams,
+    MethodConfig,
+)
 
 
 def _options(evaluation: EvaluationParams, **extra: Any) -> dict[str, Any]:
@@ -12,13 +17,17 @@ def _options(evaluation: EvaluationParams, **extra: Any) -> dict[str, Any]:
 
 
 def evaluate_retrieval(
-    test_embeddings: Any, data: DataParams, evaluation: EvaluationParams
+    test_embeddings: Any,
+    data: DataParams,
+    datasets: DatasetTable,
+    evaluation: EvaluationParams,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Retrieval metrics (Recall@K, P@1, R-Precision, MAP@R) and per-class table.
 
     Args:
         test_embeddings: the embeddings artifact.
-        data: the dataset block (its K list).
+        data: the run's dataset.
+        datasets: every dataset's block (the run's K list).
         evaluation: ``metrics.*`` options.
 
     Returns:
@@ -28,18 +37,25 @@ def evaluate_retrieval(
 
     opts = _options(evaluation, clustering=False)
     return evaluate_set(
-        test_embeddings, recall_at=tuple(data.recall_at), per_class=True, **opts
+        test_embeddings,
+        recall_at=tuple(datasets.entry(data.name).recall_at),
+        per_class=True,
+        **opts,
     )
 
 
 def evaluate_untrained(
-    untrained_embeddings: Any, data: DataParams, evaluation: EvaluationParams
+    untrained_embeddings: Any,
+    data: DataParams,
+    datasets: DatasetTable,
+    evaluation: EvaluationParams,
 ) -> dict[str, Any]:
     """Retrieval metrics of the untrained network (the baseline to beat).
 
     Args:
         untrained_embeddings: the untrained network's embeddings artifact.
-        data: the dataset block.
+        data: the run's dataset.
+        datasets: every dataset's block (the run's K list).
         evaluation: ``metrics.*`` options.
 
     Returns:
@@ -48,7 +64,11 @@ def evaluate_untrained(
     from dml_pipelines.core.evaluation.report import evaluate_set
 
     opts = _options(evaluation, clustering=False)
-    return evaluate_set(untrained_embeddings, recall_at=tuple(data.recall_at), **opts)
+    return evaluate_set(
+        untrained_embeddings,
+        recall_at=tuple(datasets.entry(data.name).recall_at),
+        **opts,
+    )
 
 
 def cluster_embeddings(
@@ -92,12 +112,13 @@ def report_metrics(
     from dml_pipelines.core.config import protocol_card
     from dml_pipelines.core.evaluation.report import metrics_record
 
+    cfg = params.for_dataset(data.name)
     return metrics_record(
         retrieval_metrics,
         clustering_metrics,
         untrained_metrics,
         dataset=data.name,
-        method=params.method,
-        checkpoint_selection=params.training.checkpoint_selection,
-        protocol_card=protocol_card(params, image_cache),
+        method=cfg.method,
+        checkpoint_selection=cfg.training.checkpoint_selection,
+        protocol_card={"recipe": cfg.recipe, **protocol_card(cfg, image_cache)},
     )

@@ -13,13 +13,23 @@ def create_pipeline(config_cls=MethodConfig, **kwargs) -> Pipeline:
         [
             Node(
                 ev.evaluate_retrieval,
-                ["test_embeddings", "params:data", "params:evaluation"],
+                [
+                    "test_embeddings",
+                    "params:data",
+                    "params:datasets",
+                    "params:evaluation",
+                ],
                 ["retrieval_metrics", "per_class"],
                 name="evaluate_retrieval",
             ),
             Node(
                 ev.evaluate_untrained,
-                ["untrained_embeddings", "params:data", "params:evaluation"],
+                [
+                    "untrained_embeddings",
+                    "params:data",
+                    "params:datasets",
+                    "params:evaluation",
+                ],
                 "untrained_metrics",
                 name="evaluate_untrained",
             ),

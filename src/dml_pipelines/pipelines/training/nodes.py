@@ -9,7 +9,12 @@ from typing import Any
 
 import pandas as pd
 
-from dml_pipelines.core.config import DataParams, MethodConfig, PathsParams
+from dml_pipelines.core.config import (
+    DataParams,
+    DatasetTable,
+    MethodConfig,
+    PathsParams,
+)
 
 
 def train_method(
@@ -17,6 +22,7 @@ def train_method(
     image_cache: dict[str, Any],
     params: MethodConfig,
     data: DataParams,
+    datasets: DatasetTable,
     paths: PathsParams,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train the method on the training split, with checkpoints and resume.
@@ -25,7 +31,8 @@ def train_method(
         index_table: the dataset's index table.
         image_cache: the cache manifest of the ``data`` pipeline.
         params: the method block (validated config).
-        data: the dataset block (K list for validation).
+        data: the run's dataset.
+        datasets: every dataset's block (the K list for validation).
         paths: where checkpoints live (``<models>/<dataset>/<method>/checkpoints``).
 
     Returns:
@@ -38,9 +45,9 @@ def train_method(
     return train_model(
         index_table,
         ImageCache.open(image_cache["directory"]),
-        params,
+        params.for_dataset(data.name),
         checkpoint_dir=ckpt,
-        recall_at=tuple(data.recall_at),
+        recall_at=tuple(datasets.entry(data.name).recall_at),
     )
 
 
@@ -49,6 +56,7 @@ def extract_embeddings(
     index_table: pd.DataFrame,
     image_cache: dict[str, Any],
     params: MethodConfig,
+    data: DataParams,
 ) -> Any:
     """Embed the evaluation split(s) with the trained model.
 
@@ -57,6 +65,7 @@ def extract_embeddings(
         index_table: the dataset's index table.
         image_cache: the cache manifest.
         params: the method block.
+        data: the dataset block (selects the method's recipe).
 
     Returns:
         The embeddings artifact (``EmbeddingSet``).
@@ -64,14 +73,18 @@ def extract_embeddings(
     from dml_pipelines.core.data.cache import ImageCache
     from dml_pipelines.core.engine.run import embedding_set, method_from_state
 
-    method = method_from_state(model_state, params, len(model_state["classes"]))
+    cfg = params.for_dataset(data.name)
+    method = method_from_state(model_state, cfg, len(model_state["classes"]))
     return embedding_set(
-        method, index_table, ImageCache.open(image_cache["directory"]), params
+        method, index_table, ImageCache.open(image_cache["directory"]), cfg
     )
 
 
 def extract_untrained_embeddings(
-    index_table: pd.DataFrame, image_cache: dict[str, Any], params: MethodConfig
+    index_table: pd.DataFrame,
+    image_cache: dict[str, Any],
+    params: MethodConfig,
+    data: DataParams,
 ) -> Any:
     """Embed the evaluation split(s) with the untrained network (same seed).
 
@@ -79,6 +92,7 @@ def extract_untrained_embeddings(
         index_table: the dataset's index table.
         image_cache: the cache manifest.
         params: the method block.
+        data: the dataset block (selects the method's recipe).
 
     Returns:
         The embeddings artifact of the untrained network.
@@ -90,7 +104,8 @@ def extract_untrained_embeddings(
         num_train_classes,
     )
 
-    method = method_from_state(None, params, num_train_classes(index_table, params))
+    cfg = params.for_dataset(data.name)
+    method = method_from_state(None, cfg, num_train_classes(index_table, cfg))
     return embedding_set(
-        method, index_table, ImageCache.open(image_cache["directory"]), params
+        method, index_table, ImageCache.open(image_cache["directory"]), cfg
     )

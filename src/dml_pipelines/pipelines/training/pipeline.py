@@ -20,19 +20,26 @@ def create_pipeline(config_cls=MethodConfig, **kwargs) -> Pipeline:
         [
             Node(
                 typed(tr.train_method, config_cls),
-                ["index_table", "image_cache", p, "params:data", "params:paths"],
+                [
+                    "index_table",
+                    "image_cache",
+                    p,
+                    "params:data",
+                    "params:datasets",
+                    "params:paths",
+                ],
                 ["model_state", "training_history"],
                 name="train_method",
             ),
             Node(
                 typed(tr.extract_embeddings, config_cls),
-                ["model_state", "index_table", "image_cache", p],
+                ["model_state", "index_table", "image_cache", p, "params:data"],
                 "test_embeddings",
                 name="extract_embeddings",
             ),
             Node(
                 typed(tr.extract_untrained_embeddings, config_cls),
-                ["index_table", "image_cache", p],
+                ["index_table", "image_cache", p, "params:data"],
                 "untrained_embeddings",
                 name="extract_untrained_embeddings",
             ),
@@ -52,6 +59,7 @@ def create_method_pipeline(name: str) -> Pipeline:
         parameters={
             "params:method": f"params:{name}",
             "params:data": "params:data",
+            "params:datasets": "params:datasets",
             "params:paths": "params:paths",
             "params:evaluation": "params:evaluation",
         },

@@ -1,0 +1,35 @@
+"""The ``intra_batch`` pipeline through Kedro on a tiny digits subset."""
+
+import json
+
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+
+@pytest.fixture(autouse=True)
+def _in_project(project, monkeypatch):
+    monkeypatch.chdir(project)
+
+
+def test_intra_batch_pipeline_runs_with_an_lr_drop(project):
+    params = {
+        "dataset": "digits",
+        "intra_batch": {
+            "training": {"epochs": 2},
+            "sampler": {"batches_per_epoch": 3},
+            "lr_drops": [{"epoch": 2, "factor": 0.1}],
+        },
+    }
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, runtime_params=params) as s:
+        s.run(pipeline_name="intra_batch")
+    out = project / "data"
+    metrics = json.loads(
+        (out / "08_reporting/digits/intra_batch/metrics.json").read_text()
+    )
+    assert metrics["method"] == "intra_batch" and 0 < metrics["recall@1"] <= 1
+    assert metrics["protocol_card"]["batch"] == "5 classes x 12 samples"
+    history = out / "07_model_output/digits/intra_batch/training_history.csv"
+    rows = [r.split(",") for r in history.read_text().splitlines()[1:]]
+    assert [float(r[2]) for r in rows] == [1e-3, 1e-4]
