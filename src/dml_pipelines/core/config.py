@@ -314,8 +314,10 @@ class EvaluationParams(StrictModel):
     lone_queries: Literal["drop", "miss"] = "drop"
     knn_backend: Literal["faiss", "torch"] = "faiss"
     knn_chunk_size: int = Field(4096, gt=0)
+    knn_k: int | None = Field(None, gt=0)
     avg_of_avgs: bool = False
     clustering: bool = True
+    clustering_backend: Literal["faiss", "sklearn"] = "faiss"
     inshop_set: Literal["union", "query"] = "union"
     seed: int = 0
 

@@ -1,0 +1,151 @@
+"""The embeddings artifact (specs/metrics.md §9) and embedding normalisation (§1).
+
+One ``.npz`` per model: ``embeddings`` (float32, N×D), ``labels`` (int64, N),
+``index`` (int64, N, row ids into the index table), ``normalization`` (str), and
+optionally ``is_query`` / ``is_gallery`` (bool, N) and ``fold`` (int).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+NORMALIZATIONS = ("l2", "lipschitz", "none")
+_REQUIRED = ("embeddings", "labels", "index")
+
+
+def normalize(x: np.ndarray, mode: str) -> np.ndarray:
+    """Apply an embedding normalisation before ranking (metrics.md §1).
+
+    Args:
+        x: (N, D) float array.
+        mode: ``l2`` (v / ||v||), ``lipschitz`` (v / max(1, ||v||), CCP's clip to the
+            unit ball) or ``none``.
+
+    Returns:
+        (N, D) float32 array (a new array unless ``mode`` is ``none`` and ``x`` is
+        already float32).
+    """
+    if mode not in NORMALIZATIONS:
+        raise ValueError(
+            f"normalization: invalid value {mode!r}; valid: {', '.join(NORMALIZATIONS)}"
+        )
+    x = np.asarray(x, dtype=np.float32)
+    if mode == "none":
+        return x
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    floor = np.finfo(np.float32).tiny if mode == "l2" else 1.0
+    return x / np.maximum(norms, floor)
+
+
+@dataclass
+class EmbeddingSet:
+    """One model's embeddings of one evaluation set.
+
+    Attributes:
+        embeddings: (N, D) float32, the method's output embeddings.
+        labels: (N,) int64, original class ids.
+        index: (N,) int64, row ids into the index table.
+        normalization: ``l2`` (default), ``lipschitz`` or ``none``; applied by
+            ``evaluate()`` before ranking.
+        is_query: (N,) bool for query → gallery datasets, else None.
+        is_gallery: (N,) bool for query → gallery datasets, else None.
+        fold: MLRC fold model that produced the embeddings, or None.
+    """
+
+    embeddings: np.ndarray
+    labels: np.ndarray
+    index: np.ndarray
+    normalization: str = "l2"
+    is_query: np.ndarray | None = None
+    is_gallery: np.ndarray | None = None
+    fold: int | None = None
+
+    def __post_init__(self) -> None:
+        self.embeddings = np.asarray(self.embeddings, dtype=np.float32)
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.index = np.asarray(self.index, dtype=np.int64)
+        if self.embeddings.ndim != 2:
+            raise ValueError(
+                f"embeddings must be 2-D (N, D), got shape {self.embeddings.shape}"
+            )
+        n = self.embeddings.shape[0]
+        for name in ("labels", "index", "is_query", "is_gallery"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name.startswith("is_"):
+                value = np.asarray(value, dtype=bool)
+                setattr(self, name, value)
+            if value.shape != (n,):
+                raise ValueError(
+                    f"{name} has shape {value.shape}, expected ({n},) to match "
+                    f"embeddings {self.embeddings.shape}"
+                )
+        if (self.is_query is None) != (self.is_gallery is None):
+            raise ValueError("is_query and is_gallery must be given together")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalization: invalid value {self.normalization!r}; "
+                f"valid: {', '.join(NORMALIZATIONS)}"
+            )
+        if self.fold is not None:
+            self.fold = int(self.fold)
+
+
+def save_embeddings(path: str | Path, es: EmbeddingSet) -> None:
+    """Write ``es`` to one uncompressed ``.npz`` at exactly ``path``.
+
+    Optional fields that are None are not written.
+    """
+    arrays: dict[str, np.ndarray] = {
+        "embeddings": es.embeddings,
+        "labels": es.labels,
+        "index": es.index,
+        "normalization": np.asarray(es.normalization),
+    }
+    if es.is_query is not None:
+        arrays["is_query"] = es.is_query
+        arrays["is_gallery"] = es.is_gallery
+    if es.fold is not None:
+        arrays["fold"] = np.asarray(es.fold, dtype=np.int64)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_embeddings(path: str | Path) -> EmbeddingSet:
+    """Read and validate an embeddings artifact written by ``save_embeddings``.
+
+    Raises:
+        ValueError: one line naming the file, on a missing key, a shape mismatch or
+            an invalid ``normalization`` value.
+    """
+    with np.load(path, allow_pickle=False) as data:
+        missing = [k for k in _REQUIRED if k not in data.files]
+        if missing:
+            raise ValueError(
+                f"{path}: missing key(s) {missing}; an embeddings artifact needs "
+                f"{list(_REQUIRED)}"
+            )
+        fields = {k: data[k] for k in data.files}
+    unknown = sorted(
+        set(fields)
+        - set(_REQUIRED)
+        - {"normalization", "is_query", "is_gallery", "fold"}
+    )
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}")
+    normalization = str(fields.pop("normalization", "l2"))
+    fold = fields.pop("fold", None)
+    try:
+        return EmbeddingSet(
+            normalization=normalization,
+            fold=None if fold is None else int(fold),
+            **fields,
+        )
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None

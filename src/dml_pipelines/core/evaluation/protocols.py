@@ -1,0 +1,282 @@
+"""``evaluate()``: the metrics of one embeddings artifact, and the MLRC reporting
+protocol over fold models (specs/metrics.md §6.2, §9)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .clustering import CLUSTERING_BACKENDS, clustering_metrics
+from .embeddings import NORMALIZATIONS, EmbeddingSet, normalize
+from .knn import KNN_BACKENDS, knn
+from .retrieval import LONE_QUERIES, relevant_counts, required_k, retrieval_metrics
+
+INSHOP_SETS = ("union", "query")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """Options of ``evaluate()``; each mirrors a config key (``OPTION_KEYS``)."""
+
+    normalization: str = "l2"
+    lone_queries: str = "drop"
+    knn_backend: str = "faiss"
+    knn_chunk_size: int = 4096
+    knn_k: int | None = None
+    avg_of_avgs: bool = False
+    clustering: bool = True
+    clustering_backend: str = "faiss"
+    inshop_set: str = "union"
+    seed: int = 0
+
+
+OPTION_KEYS = {
+    "normalization": "normalization",
+    "lone_queries": "metrics.lone_queries",
+    "knn_backend": "metrics.knn_backend",
+    "knn_chunk_size": "metrics.knn_chunk_size",
+    "knn_k": "metrics.knn_k",
+    "avg_of_avgs": "metrics.avg_of_avgs",
+    "clustering": "metrics.clustering",
+    "clustering_backend": "clustering.backend",
+    "inshop_set": "clustering.inshop_set",
+    "seed": "clustering.seed",
+}
+_CHOICES = {
+    "normalization": NORMALIZATIONS,
+    "lone_queries": LONE_QUERIES,
+    "knn_backend": KNN_BACKENDS,
+    "clustering_backend": CLUSTERING_BACKENDS,
+    "inshop_set": INSHOP_SETS,
+}
+
+
+def resolve_options(options: dict[str, Any]) -> EvalOptions:
+    """Validate ``evaluate()`` options against ``EvalOptions``.
+
+    Raises:
+        ValueError: one line naming the config key, on an unknown option or an
+            invalid value.
+    """
+    unknown = sorted(set(options) - set(OPTION_KEYS))
+    if unknown:
+        raise ValueError(
+            f"metrics: unknown option(s) {unknown}; valid: {', '.join(OPTION_KEYS)}"
+        )
+    for name, value in options.items():
+        key = OPTION_KEYS[name]
+        if name in _CHOICES and value not in _CHOICES[name]:
+            raise ValueError(
+                f"{key}: invalid value {value!r}; valid: {', '.join(_CHOICES[name])}"
+            )
+        if name in ("avg_of_avgs", "clustering") and not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false, got {value!r}")
+        if name in ("knn_chunk_size", "knn_k", "seed"):
+            ok = value is None and name == "knn_k"
+            ok = ok or (
+                isinstance(value, int | np.integer) and not isinstance(value, bool)
+            )
+            if not ok or (value is not None and value < (0 if name == "seed" else 1)):
+                raise ValueError(f"{key} must be a positive int, got {value!r}")
+    return EvalOptions(**options)
+
+
+def evaluate(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    *,
+    is_query: np.ndarray | None = None,
+    is_gallery: np.ndarray | None = None,
+    recall_at: Sequence[int] = (1, 2, 4, 8),
+    return_per_class: bool = False,
+    **options: Any,
+):
+    """Retrieval and clustering metrics of one embedding set (metrics.md §9).
+
+    Leave-one-out when ``is_query`` and ``is_gallery`` are None; otherwise queries
+    are ranked against the gallery (nothing removed).
+
+    Args:
+        embeddings: (N, D) float array (numpy or a CPU tensor).
+        labels: (N,) int class ids.
+        is_query: (N,) bool, query → gallery datasets only.
+        is_gallery: (N,) bool; defaults to ``~is_query`` when only ``is_query`` is
+            given. An image may not be both.
+        recall_at: the dataset's Recall@K list (``metrics.recall_at``).
+        return_per_class: also return the per-class DataFrame (``label,
+            num_queries, recall@1, r_precision, map@r``).
+        **options: the fields of ``EvalOptions``: ``normalization`` (l2 | lipschitz
+            | none), ``lone_queries`` (drop | miss), ``knn_backend`` (faiss | torch),
+            ``knn_chunk_size`` (4096), ``knn_k`` (None: max(largest K, R_max)),
+            ``avg_of_avgs`` (False), ``clustering`` (True), ``clustering_backend``
+            (faiss | sklearn), ``inshop_set`` (union | query), ``seed`` (0).
+
+    Returns:
+        The metrics dict: ``recall@{K}``, ``precision@1``, ``r_precision``,
+        ``map@r``, ``num_queries``, ``num_lone_queries``, ``knn_backend``,
+        ``embedding_dim``, ``retrieval_mode`` (``leave_one_out`` |
+        ``query_gallery``), and with clustering ``nmi``, ``ami``, ``f1``,
+        ``clustering_backend``. With ``return_per_class=True``, the tuple
+        ``(metrics, per_class_df)``.
+    """
+    opts = resolve_options(options)
+    x = np.asarray(embeddings, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.int64)
+    if x.ndim != 2 or labels.shape != (x.shape[0],):
+        raise ValueError(
+            f"embeddings {x.shape} and labels {labels.shape} must be (N, D) and (N,)"
+        )
+    x = normalize(x, opts.normalization)
+    query_mask, gallery_mask = _split_masks(is_query, is_gallery, x.shape[0])
+    leave_one_out = query_mask is None
+    if leave_one_out:
+        q_x, q_y, r_x, r_y = x, labels, None, labels
+    else:
+        q_x, q_y = x[query_mask], labels[query_mask]
+        r_x, r_y = x[gallery_mask], labels[gallery_mask]
+    num_refs = len(r_y) - int(leave_one_out)
+    relevant = relevant_counts(q_y, r_y, leave_one_out)
+    k = required_k(relevant, recall_at, num_refs, knn_k=opts.knn_k)
+    found = knn(
+        q_x,
+        k,
+        r_x,
+        normalized=opts.normalization == "l2",
+        backend=opts.knn_backend,
+        chunk_size=opts.knn_chunk_size,
+    )
+    metrics, per_class = retrieval_metrics(
+        found.indices,
+        q_y,
+        r_y,
+        leave_one_out=leave_one_out,
+        recall_at=recall_at,
+        lone_queries=opts.lone_queries,
+        avg_of_avgs=opts.avg_of_avgs,
+    )
+    metrics["knn_backend"] = found.backend
+    metrics["embedding_dim"] = int(x.shape[1])
+    metrics["retrieval_mode"] = "leave_one_out" if leave_one_out else "query_gallery"
+    if opts.clustering:
+        if leave_one_out:
+            c_mask = slice(None)
+        elif opts.inshop_set == "union":
+            c_mask = query_mask | gallery_mask
+        else:
+            c_mask = query_mask
+        metrics.update(
+            clustering_metrics(
+                x[c_mask],
+                labels[c_mask],
+                seed=opts.seed,
+                backend=opts.clustering_backend,
+            )
+        )
+    return (metrics, per_class) if return_per_class else metrics
+
+
+def _split_masks(is_query, is_gallery, n: int):
+    if is_query is None and is_gallery is None:
+        return None, None
+    q = None if is_query is None else np.asarray(is_query, dtype=bool)
+    g = None if is_gallery is None else np.asarray(is_gallery, dtype=bool)
+    q = ~g if q is None else q
+    g = ~q if g is None else g
+    if q.shape != (n,) or g.shape != (n,):
+        raise ValueError(
+            f"is_query {q.shape} and is_gallery {g.shape} must have shape ({n},)"
+        )
+    if (q & g).any():
+        raise ValueError(
+            f"{int((q & g).sum())} images are both query and gallery; query → "
+            "gallery retrieval removes nothing, so the sets must be disjoint"
+        )
+    if not q.any() or not g.any():
+        raise ValueError("query → gallery mode needs at least one query and gallery")
+    return q, g
+
+
+_AVERAGED = ("precision@1", "r_precision", "map@r", "nmi", "ami", "f1")
+
+
+def evaluate_mlrc(sets: Sequence[EmbeddingSet], **options: Any) -> dict:
+    """MLRC reporting (metrics.md §6.2) over the fold models' embedding sets.
+
+    The sets must hold the same images (same ``index`` values, in any order) with
+    the same labels and query/gallery flags; they are aligned by ``index``.
+
+    Args:
+        sets: one ``EmbeddingSet`` per fold model (4 under MLRC), each (N, D_f).
+        **options: ``recall_at`` and the ``evaluate()`` options, except
+            ``normalization``, which each set carries.
+
+    Returns:
+        ``{"mlrc_separated": {...}, "mlrc_concatenated": {...}}``. Separated ("128D"):
+        each fold set is evaluated with its own normalisation, numeric metrics are
+        averaged over the folds, and the per-fold dicts are under ``folds``.
+        Concatenated ("512D"): each fold's embeddings are L2-normalised,
+        concatenated and re-normalised, then evaluated once. Both carry
+        ``protocol``.
+    """
+    if not sets:
+        raise ValueError("mlrc: at least one EmbeddingSet is needed")
+    for name in ("normalization", "return_per_class"):
+        if name in options:
+            raise ValueError(f"mlrc: option {name!r} is not accepted here")
+    aligned = _align(sets)
+    base = aligned[0]
+    flags = {"is_query": base.is_query, "is_gallery": base.is_gallery}
+
+    folds = []
+    for es in aligned:
+        m = evaluate(
+            es.embeddings, es.labels, normalization=es.normalization, **flags, **options
+        )
+        folds.append({"fold": es.fold, **m})
+    separated = {k: v for k, v in folds[0].items() if k != "fold"}
+    for key in list(separated):
+        if key in _AVERAGED or key.startswith("recall@"):
+            separated[key] = float(np.mean([f[key] for f in folds]))
+    dims = sorted({f["embedding_dim"] for f in folds})
+    separated["embedding_dim"] = dims[0] if len(dims) == 1 else dims
+    separated.update(protocol="mlrc_separated", folds=folds)
+
+    concat = np.concatenate([normalize(es.embeddings, "l2") for es in aligned], axis=1)
+    concatenated = evaluate(
+        normalize(concat, "l2"), base.labels, normalization="l2", **flags, **options
+    )
+    concatenated["protocol"] = "mlrc_concatenated"
+    return {"mlrc_separated": separated, "mlrc_concatenated": concatenated}
+
+
+def _align(sets: Sequence[EmbeddingSet]) -> list[EmbeddingSet]:
+    """Reorder every set by ``index`` and check they describe the same images."""
+    out = []
+    for es in sets:
+        order = np.argsort(es.index, kind="stable")
+        flags = [None if f is None else f[order] for f in (es.is_query, es.is_gallery)]
+        out.append(
+            EmbeddingSet(
+                es.embeddings[order],
+                es.labels[order],
+                es.index[order],
+                es.normalization,
+                *flags,
+                fold=es.fold,
+            )
+        )
+    ref = out[0]
+    for i, es in enumerate(out[1:], start=1):
+        for name in ("index", "labels", "is_query", "is_gallery"):
+            a, b = getattr(ref, name), getattr(es, name)
+            if (a is None) != (b is None) or (
+                a is not None and not np.array_equal(a, b)
+            ):
+                raise ValueError(
+                    f"mlrc: set {i} differs from set 0 in {name!r}; fold sets must "
+                    "embed the same images"
+                )
+    return out
