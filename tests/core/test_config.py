@@ -48,9 +48,7 @@ def test_recipe_is_deep_merged_and_defaults_to_block():
 
 def test_recipe_values_are_validated_too():
     with pytest.raises(ValueError, match="recipes.x: .*sampler.P"):
-        BaselineConfig.model_validate(
-            raw(recipes={"x": {"sampler": {"P": 0}}})
-        )
+        BaselineConfig.model_validate(raw(recipes={"x": {"sampler": {"P": 0}}}))
 
 
 def test_component_names_and_arguments_are_checked():
