@@ -219,3 +219,25 @@ def test_per_class_output_is_a_dataframe(make_clustered):
         isinstance(table, pd.DataFrame)
         and table["num_queries"].sum() == 100 - (np.bincount(y) == 1).sum()
     )
+
+
+def test_cluster_set_uses_the_evaluators_rows():
+    """Clustering of an artifact equals the clustering inside ``evaluate`` (same
+    rows, same k-means), in leave-one-out and query → gallery modes."""
+    import numpy as np
+
+    from dml_pipelines.core.evaluation import EmbeddingSet
+    from dml_pipelines.core.evaluation.report import cluster_set
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(6), 5)
+    x = rng.normal(size=(30, 8)).astype(np.float32) + labels[:, None]
+    is_query = np.tile([True, True, False, False, False], 6)
+    for kw in ({}, {"is_query": is_query, "is_gallery": ~is_query}):
+        for inshop_set in ("union", "query"):
+            es = EmbeddingSet(x, labels, np.arange(30), **kw)
+            full = evaluate(x, labels, inshop_set=inshop_set, **kw)
+            got = cluster_set(es, inshop_set=inshop_set)
+            assert {k: got[k] for k in ("nmi", "ami", "f1")} == {
+                k: full[k] for k in ("nmi", "ami", "f1")
+            }

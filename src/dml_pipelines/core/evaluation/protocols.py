@@ -130,7 +130,7 @@ def evaluate(
             f"embeddings {x.shape} and labels {labels.shape} must be (N, D) and (N,)"
         )
     x = normalize(x, opts.normalization)
-    query_mask, gallery_mask = _split_masks(is_query, is_gallery, x.shape[0])
+    query_mask, gallery_mask = split_masks(is_query, is_gallery, x.shape[0])
     leave_one_out = query_mask is None
     if leave_one_out:
         q_x, q_y, r_x, r_y = x, labels, None, labels
@@ -161,12 +161,7 @@ def evaluate(
     metrics["embedding_dim"] = int(x.shape[1])
     metrics["retrieval_mode"] = "leave_one_out" if leave_one_out else "query_gallery"
     if opts.clustering:
-        if leave_one_out:
-            c_mask = slice(None)
-        elif opts.inshop_set == "union":
-            c_mask = query_mask | gallery_mask
-        else:
-            c_mask = query_mask
+        c_mask = clustering_rows(query_mask, gallery_mask, opts.inshop_set)
         metrics.update(
             clustering_metrics(
                 x[c_mask],
@@ -178,7 +173,16 @@ def evaluate(
     return (metrics, per_class) if return_per_class else metrics
 
 
-def _split_masks(is_query, is_gallery, n: int):
+def clustering_rows(query_mask, gallery_mask, inshop_set: str):
+    """Rows clustered (specs/metrics.md §5): the whole set in leave-one-out mode
+    (masks ``None``); for query → gallery the union (``inshop_set: union``) or the
+    queries (``query``)."""
+    if query_mask is None:
+        return slice(None)
+    return query_mask | gallery_mask if inshop_set == "union" else query_mask
+
+
+def split_masks(is_query, is_gallery, n: int):
     if is_query is None and is_gallery is None:
         return None, None
     q = None if is_query is None else np.asarray(is_query, dtype=bool)

@@ -10,7 +10,12 @@ import numpy as np
 
 from dml_pipelines.core.evaluation.clustering import clustering_metrics
 from dml_pipelines.core.evaluation.embeddings import EmbeddingSet, normalize
-from dml_pipelines.core.evaluation.protocols import evaluate, resolve_options
+from dml_pipelines.core.evaluation.protocols import (
+    clustering_rows,
+    evaluate,
+    resolve_options,
+    split_masks,
+)
 
 
 def evaluate_set(
@@ -39,11 +44,10 @@ def cluster_set(es: EmbeddingSet, **options: Any) -> dict[str, Any]:
     the union (``inshop_set: union``) or the queries (``query``)."""
     opts = resolve_options({**options, "normalization": es.normalization})
     x = normalize(np.asarray(es.embeddings, np.float32), es.normalization)
-    mask = np.ones(len(es.labels), bool)
-    if es.is_query is not None and opts.inshop_set == "query":
-        mask = np.asarray(es.is_query, bool)
+    query_mask, gallery_mask = split_masks(es.is_query, es.is_gallery, len(es.labels))
+    rows = clustering_rows(query_mask, gallery_mask, opts.inshop_set)
     return clustering_metrics(
-        x[mask], es.labels[mask], seed=opts.seed, backend=opts.clustering_backend
+        x[rows], es.labels[rows], seed=opts.seed, backend=opts.clustering_backend
     )
 
 

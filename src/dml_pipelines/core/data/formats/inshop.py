@@ -50,7 +50,7 @@ def _image_prefix(root: Path, image_root: str) -> str:
 
 
 def _label(source: Source, item_id: str, lineno: int) -> int:
-    """``int(item_id[3:])`` for ``id_XXXXXXXX``."""
+    """``int(item_id[3:])`` for item ids like ``id_00000002``."""
     if not item_id.startswith("id_"):
         raise source.error(lineno, f"item_id {item_id!r} does not start with 'id_'")
     return source.int(item_id[3:], lineno, "item_id number")
