@@ -161,3 +161,32 @@ def test_same_seed_twice_gives_identical_metrics(
     ).read_text()
     assert first == second
     assert json.loads(first)["recall@1"] > 0
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("contrastive_c1.sampler.P=0", "contrastive_c1.sampler.P: Input should be"),
+        ("dataset=cub200", "data root data/01_raw/cub200/CUB_200_2011 for dataset"),
+    ],
+)
+def test_cli_reports_bad_input_in_one_line_without_traceback(project, params, message):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kedro",
+            "run",
+            "--pipelines=contrastive_c1",
+            "--params",
+            params,
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and message in last
+    assert not (project / "data").exists()

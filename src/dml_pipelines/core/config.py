@@ -25,7 +25,7 @@ def _one_line(prefix: str, exc: ValidationError) -> str:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         key = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         got = err.get("input")
@@ -163,23 +163,13 @@ class MethodConfig(StrictModel):
             return data
         recipe = data.get("recipe", "auto")
         recipes = data.get("recipes") or {}
-        if not isinstance(recipes, dict):
-            return data  # the field's own validation reports it
-        for name, over in recipes.items():  # each recipe must make a valid block
-            if name in ("auto", "default"):
-                raise ValueError(f"recipes: {name!r} is a reserved name")
-            if recipe != name:
-                merged = deep_merge(data, over if isinstance(over, dict) else {})
-                try:
-                    cls.model_validate({**merged, "recipe": "default", "recipes": {}})
-                except ValueError as exc:
-                    raise ValueError(f"recipes.{name}: {exc}") from None
-        if recipe in ("auto", "default"):
+        if recipe in ("auto", "default") or not isinstance(recipes, dict):
             return data
         if recipe not in recipes:
             valid = ", ".join(["auto", "default", *sorted(recipes)])
             raise ValueError(f"recipe {recipe!r} is unknown; valid: {valid}")
-        return deep_merge(data, recipes[recipe])
+        over = recipes[recipe]
+        return deep_merge(data, over) if isinstance(over, dict) else data
 
     def for_dataset(self, dataset: str) -> MethodConfig:
         """The block a run on ``dataset`` uses: with ``recipe: auto``, the recipe
@@ -198,6 +188,24 @@ class MethodConfig(StrictModel):
             check_components(self)
         except KeyError as exc:  # unknown registry name: report as a value error
             raise ValueError(exc.args[0]) from None
+        return self
+
+    @model_validator(mode="after")
+    def _check_recipes(self):
+        # every recipe must make a valid block (checked after the block itself)
+        base = self.model_dump(mode="json")
+        for name, over in self.recipes.items():
+            if name in ("auto", "default"):
+                raise ValueError(f"recipes: {name!r} is a reserved name")
+            if name == self.recipe:
+                continue
+            merged = deep_merge(base, over)
+            try:
+                type(self).model_validate(
+                    {**merged, "recipe": "default", "recipes": {}}
+                )
+            except ValueError as exc:
+                raise ValueError(f"recipes.{name}: {exc}") from None
         return self
 
     @classmethod
