@@ -75,6 +75,7 @@ def test_registry_has_data_and_one_namespaced_pipeline_per_method():
             "evaluate_retrieval",
             "cluster_embeddings",
             "report_metrics",
+            "write_protocol_card",
         }
         # every node is explicitly named (no hash suffixes)
         assert all(

@@ -53,7 +53,10 @@ def test_method_pipeline_runs_end_to_end_on_a_tiny_subset(project):
     assert metrics["num_queries"] == 896
     assert 0 < metrics["untrained"]["recall@1"] <= 1
     assert metrics["map@r"] <= metrics["r_precision"]
-    card = metrics["protocol_card"]
+    card = json.loads(
+        (out / "08_reporting/digits/contrastive_c1/protocol_card.json").read_text()
+    )
+    assert metrics["recipe"] == "digits" and card["recipe"] == "digits"
     assert card["batch"] == "5 classes x 12 samples"  # the digits recipe
     assert card["backbone"] == "small_cnn" and card["selected_on"] == "last epoch"
     assert "cache_resize_shorter" in card

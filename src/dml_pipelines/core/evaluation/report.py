@@ -59,8 +59,8 @@ def metrics_record(
     dataset: str,
     method: str,
     checkpoint_selection: str,
+    recipe: str = "default",
     protocol: str = "conventional",
-    protocol_card: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The metrics JSON of one run: every retrieval and clustering number, the run's
     identity, and the untrained network's ``recall@1`` (and MAP@R) under
@@ -71,7 +71,7 @@ def metrics_record(
         "dataset": dataset,
         "method": method,
         "protocol": protocol,
+        "recipe": recipe,
         "checkpoint_selection": checkpoint_selection,
         "untrained": {k: untrained[k] for k in ("recall@1", "map@r") if k in untrained},
-        "protocol_card": protocol_card or {},
     }

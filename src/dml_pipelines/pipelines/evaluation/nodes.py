@@ -92,7 +92,6 @@ def report_metrics(
     retrieval_metrics: dict[str, Any],
     clustering_metrics: dict[str, Any],
     untrained_metrics: dict[str, Any],
-    image_cache: dict[str, Any],
     params: MethodConfig,
     data: DataParams,
 ) -> dict[str, Any]:
@@ -102,14 +101,12 @@ def report_metrics(
         retrieval_metrics: output of ``evaluate_retrieval``.
         clustering_metrics: output of ``cluster_embeddings``.
         untrained_metrics: output of ``evaluate_untrained``.
-        image_cache: the cache manifest (its resize goes into the protocol card).
-        params: the method block (method name, checkpoint selection).
-        data: the dataset block.
+        params: the method block (method name, recipe, checkpoint selection).
+        data: the run's dataset.
 
     Returns:
-        The merged metrics dict, with the run's protocol card.
+        The merged metrics dict.
     """
-    from dml_pipelines.core.config import protocol_card
     from dml_pipelines.core.evaluation.report import metrics_record
 
     cfg = params.for_dataset(data.name)
@@ -119,6 +116,31 @@ def report_metrics(
         untrained_metrics,
         dataset=data.name,
         method=cfg.method,
+        recipe=cfg.recipe,
         checkpoint_selection=cfg.training.checkpoint_selection,
-        protocol_card={"recipe": cfg.recipe, **protocol_card(cfg, image_cache)},
     )
+
+
+def write_protocol_card(
+    image_cache: dict[str, Any], params: MethodConfig, data: DataParams
+) -> dict[str, Any]:
+    """The run's protocol card: backbone, BN, pooling, image preparation,
+    augmentation, embedding dim, batch composition, selection split, budget.
+
+    Args:
+        image_cache: the cache manifest (its resize and bbox use).
+        params: the method block.
+        data: the run's dataset.
+
+    Returns:
+        The protocol card.
+    """
+    from dml_pipelines.core.config import protocol_card
+
+    cfg = params.for_dataset(data.name)
+    return {
+        "dataset": data.name,
+        "method": cfg.method,
+        "recipe": cfg.recipe,
+        **protocol_card(cfg, image_cache),
+    }
