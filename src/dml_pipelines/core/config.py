@@ -7,7 +7,7 @@ node runs without importing torch. Errors are condensed to one line naming the k
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -37,23 +37,28 @@ def _one_line(prefix: str, exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-class StrictModel(BaseModel):
-    """Base: unknown keys forbidden; ``validate(raw, key)`` raises a one-line
-    ``ValueError`` naming the offending key."""
+class OneLineErrors:
+    """Mixin for pydantic models: ``model_validate`` (what Kedro calls) raises a
+    one-line ``ValueError`` naming ``<error_key(obj)>.<field>`` and the problem."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    error_key: ClassVar[str] = ""
 
     @classmethod
-    def validate_as(cls, raw: Any, key: str = ""):
-        """Validate ``raw`` (a mapping) and return the model.
+    def _error_key(cls, obj: Any) -> str:
+        return cls.error_key
 
-        Raises:
-            ValueError: one line naming ``<key>.<field>`` and the problem.
-        """
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any):  # noqa: D102
         try:
-            return super().model_validate(raw)
+            return super().model_validate(obj, *args, **kwargs)
         except ValidationError as exc:
-            raise ValueError(_one_line(key, exc)) from None
+            raise ValueError(_one_line(cls._error_key(obj), exc)) from None
+
+
+class StrictModel(OneLineErrors, BaseModel):
+    """Base: unknown keys forbidden; one-line validation errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 EMBEDDED_DATASETS = ("digits", "glyphs")
@@ -209,14 +214,9 @@ class MethodConfig(StrictModel):
         return self
 
     @classmethod
-    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any):  # noqa: D102
-        # Kedro calls ``model_validate``; answer with a one-line error naming the
-        # method block and the key.
-        key = obj.get("method", cls.__name__) if isinstance(obj, dict) else ""
-        try:
-            return super().model_validate(obj, *args, **kwargs)
-        except ValidationError as exc:
-            raise ValueError(_one_line(str(key), exc)) from None
+    def _error_key(cls, obj: Any) -> str:
+        # errors name the method block: ``contrastive_c1.sampler.P: ...``
+        return str(obj.get("method", cls.__name__)) if isinstance(obj, dict) else ""
 
 
 class BaselineConfig(MethodConfig):
@@ -253,8 +253,10 @@ class DatasetEntry(StrictModel):
     recall_at: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
 
 
-class DatasetTable(RootModel[dict[str, DatasetEntry]]):
+class DatasetTable(OneLineErrors, RootModel[dict[str, DatasetEntry]]):
     """``datasets``: dataset name -> ``DatasetEntry``."""
+
+    error_key: ClassVar[str] = "datasets"
 
     def entry(self, name: str) -> DatasetEntry:
         """The block of dataset ``name``; one-line error if it has none."""
@@ -265,16 +267,11 @@ class DatasetTable(RootModel[dict[str, DatasetEntry]]):
             )
         return self.root[name]
 
-    @classmethod
-    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any):  # noqa: D102
-        try:
-            return super().model_validate(obj, *args, **kwargs)
-        except ValidationError as exc:
-            raise ValueError(_one_line("datasets", exc)) from None
-
 
 class DataParams(StrictModel):
     """The run's dataset (``--params dataset=<name>``) and its cache folder."""
+
+    error_key: ClassVar[str] = "data"
 
     name: str
     cache_dir: str
@@ -286,13 +283,6 @@ class DataParams(StrictModel):
                 f"dataset {self.name!r} is unknown; valid: {', '.join(DATASETS)}"
             )
         return self
-
-    @classmethod
-    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any):  # noqa: D102
-        try:
-            return super().model_validate(obj, *args, **kwargs)
-        except ValidationError as exc:
-            raise ValueError(_one_line("data", exc)) from None
 
 
 class DataSpec(DatasetEntry):
@@ -319,6 +309,8 @@ def resolve_dataset(data: DataParams, table: DatasetTable) -> DataSpec:
 class EvaluationParams(StrictModel):
     """``metrics.*`` and ``clustering.*`` keys of specs/metrics.md."""
 
+    error_key: ClassVar[str] = "evaluation"
+
     lone_queries: Literal["drop", "miss"] = "drop"
     knn_backend: Literal["faiss", "torch"] = "faiss"
     knn_chunk_size: int = Field(4096, gt=0)
@@ -328,13 +320,6 @@ class EvaluationParams(StrictModel):
     clustering_backend: Literal["faiss", "sklearn"] = "faiss"
     inshop_set: Literal["union", "query"] = "union"
     seed: int = 0
-
-    @classmethod
-    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any):  # noqa: D102
-        try:
-            return super().model_validate(obj, *args, **kwargs)
-        except ValidationError as exc:
-            raise ValueError(_one_line("evaluation", exc)) from None
 
 
 class PathsParams(StrictModel):

@@ -54,18 +54,24 @@ class Registry(Generic[T]):
         return name in self._items
 
 
-def call_with_args(builder: Callable[..., Any], args: dict[str, Any], key: str) -> Any:
-    """Call ``builder(**args)``, turning an unexpected-keyword ``TypeError`` into a
-    one-line ``ValueError`` naming the config key."""
+def check_args(
+    builder: Callable[..., Any], args: dict[str, Any], key: str, skip: tuple = ()
+) -> None:
+    """Raise a one-line ``ValueError`` naming ``key`` if ``args`` holds a keyword
+    that ``builder`` does not accept (``skip``: arguments the caller supplies)."""
     import inspect
 
-    sig = inspect.signature(builder)
-    accepts_kwargs = any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()
-    )
-    if not accepts_kwargs:
-        unknown = sorted(set(args) - set(sig.parameters))
-        if unknown:
-            valid = ", ".join(n for n in sig.parameters if n != "self")
-            raise ValueError(f"{key}: unknown argument(s) {unknown}; valid: {valid}")
+    params = inspect.signature(builder).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(args) - set(params) - set(skip))
+    if unknown:
+        valid = ", ".join(n for n in params if n not in (*skip, "self"))
+        raise ValueError(f"{key}: unknown argument(s) {unknown}; valid: {valid}")
+
+
+def call_with_args(builder: Callable[..., Any], args: dict[str, Any], key: str) -> Any:
+    """``builder(**args)`` after ``check_args`` (an unknown keyword is a one-line
+    ``ValueError`` naming the config key, not a ``TypeError``)."""
+    check_args(builder, args, key)
     return builder(**args)

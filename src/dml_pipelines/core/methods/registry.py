@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
 from typing import Any
 
 from dml_pipelines.core.config import BASELINES, MethodConfig
@@ -12,7 +10,7 @@ from dml_pipelines.core.methods.base import LossMethod, Method
 from dml_pipelines.core.models.backbones import BACKBONES
 from dml_pipelines.core.models.embedder import build_embedder
 from dml_pipelines.core.models.pooling import POOLINGS
-from dml_pipelines.core.registry import Registry, call_with_args
+from dml_pipelines.core.registry import Registry, call_with_args, check_args
 
 METHODS: Registry = Registry("method")
 
@@ -53,16 +51,6 @@ def build_method(cfg: MethodConfig, num_classes: int) -> Method:
     return load_all().get(cfg.method, key="method")(cfg, num_classes)
 
 
-def _check_args(builder: Callable, args: dict, key: str, skip: tuple = ()) -> None:
-    params = inspect.signature(builder).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return
-    unknown = sorted(set(args) - set(params) - set(skip))
-    if unknown:
-        valid = ", ".join(n for n in params if n not in skip)
-        raise ValueError(f"{key}: unknown argument(s) {unknown}; valid: {valid}")
-
-
 def check_components(cfg: MethodConfig) -> None:
     """Check every registered name and argument set in ``cfg`` without building
     anything (called by config validation, before any work)."""
@@ -70,13 +58,13 @@ def check_components(cfg: MethodConfig) -> None:
     from dml_pipelines.core.engine.optim import OPTIMIZERS, SCHEDULERS
 
     load_all().get(cfg.method, key="method")
-    _check_args(
+    check_args(
         BACKBONES.get(cfg.backbone.name, key="backbone.name"),
         cfg.backbone.args,
         "backbone.args",
         ("pretrained",),
     )
-    _check_args(
+    check_args(
         POOLINGS.get(cfg.pooling.name, key="pooling.name"),
         cfg.pooling.args,
         "pooling.args",
@@ -88,4 +76,4 @@ def check_components(cfg: MethodConfig) -> None:
     loss = getattr(cfg, "loss", None)
     if loss is not None:
         builder = load_losses().get(loss.name, key="loss.name")
-        _check_args(builder, loss.args, "loss.args", ("embedding_size", "num_classes"))
+        check_args(builder, loss.args, "loss.args", ("embedding_size", "num_classes"))
