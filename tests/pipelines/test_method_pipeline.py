@@ -193,3 +193,30 @@ def test_cli_reports_bad_input_in_one_line_without_traceback(project, params, me
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: ") and message in last
     assert not (project / "data").exists()
+
+
+def test_validation_selection_holds_out_fold_block_3(project):
+    params = {
+        "dataset": "digits",
+        "contrastive_c1": {
+            "training": {"epochs": 2, "checkpoint_selection": "validation"},
+            "sampler": {"batches_per_epoch": 3},
+            "recipes": {"digits": {"sampler": {"P": 3, "K": 12}}},  # 3 classes left
+        },
+    }
+    run(project, "contrastive_c1", params)
+    out = project / "data"
+    history = (
+        out / "07_model_output/digits/contrastive_c1/training_history.csv"
+    ).read_text()
+    header = history.splitlines()[0].split(",")
+    assert {"val/recall@1", "val/map@r", "val/r_precision"} <= set(header)
+    metrics = json.loads(
+        (out / "08_reporting/digits/contrastive_c1/metrics.json").read_text()
+    )
+    assert metrics["checkpoint_selection"] == "validation"
+    card = json.loads(
+        (out / "08_reporting/digits/contrastive_c1/protocol_card.json").read_text()
+    )
+    assert card["selected_on"] == "held-out training classes (fold_block 3)"
+    assert (out / "06_models/digits/contrastive_c1/checkpoints/best.pt").exists()

@@ -16,7 +16,8 @@ from dml_pipelines.core.data.loader import make_loader
 from dml_pipelines.core.data.samplers import PKSampler
 from dml_pipelines.core.data.transforms import build_transforms
 from dml_pipelines.core.engine.trainer import Trainer, resolve_device
-from dml_pipelines.core.evaluation import EmbeddingSet, evaluate
+from dml_pipelines.core.evaluation import EmbeddingSet
+from dml_pipelines.core.evaluation.report import evaluate_set
 from dml_pipelines.core.methods.registry import build_method
 
 EVAL_SPLITS = ("test", "query", "gallery")
@@ -83,43 +84,44 @@ def embed_rows(
     return torch.cat(out).numpy().astype(np.float32)
 
 
-def embedding_set(
-    method: torch.nn.Module, table: pd.DataFrame, cache: ImageCache, cfg: MethodConfig
+def rows_embedding_set(
+    method: torch.nn.Module,
+    table: pd.DataFrame,
+    cache: ImageCache,
+    rows: np.ndarray,
+    cfg: MethodConfig,
 ) -> EmbeddingSet:
-    """The embeddings artifact of the evaluation splits (test, or query+gallery)."""
-    rows = table.index[table["split"].isin(EVAL_SPLITS)].to_numpy()
-    rows = rows[np.isin(rows, cache.row_ids)]
-    emb = embed_rows(method, cache, rows, cfg)
+    """The embeddings artifact of index-table ``rows`` (query/gallery flags when
+    the rows hold query or gallery images)."""
     split = table.loc[rows, "split"].to_numpy()
     qg = bool(np.isin(split, ["query", "gallery"]).any())
     return EmbeddingSet(
-        embeddings=emb,
+        embeddings=embed_rows(method, cache, rows, cfg),
         labels=table.loc[rows, "label"].to_numpy(np.int64),
-        index=rows.astype(np.int64),
+        index=np.asarray(rows, dtype=np.int64),
         normalization=method.normalization,
         is_query=(split == "query") if qg else None,
         is_gallery=(split == "gallery") if qg else None,
     )
 
 
+def embedding_set(
+    method: torch.nn.Module, table: pd.DataFrame, cache: ImageCache, cfg: MethodConfig
+) -> EmbeddingSet:
+    """The embeddings artifact of the evaluation splits (test, or query+gallery)."""
+    rows = table.index[table["split"].isin(EVAL_SPLITS)].to_numpy()
+    return rows_embedding_set(
+        method, table, cache, rows[np.isin(rows, cache.row_ids)], cfg
+    )
+
+
 def _validator(table, cache, rows, cfg, recall_at):
     if len(rows) == 0:
         return None
-    labels = table.loc[rows, "label"].to_numpy(np.int64)
-    split = table.loc[rows, "split"].to_numpy()
-    qg = np.isin(split, ["query", "gallery"]).any()
 
     def validate(method: torch.nn.Module) -> dict[str, float]:
-        emb = embed_rows(method, cache, rows, cfg)
-        metrics = evaluate(
-            emb,
-            labels,
-            is_query=(split == "query") if qg else None,
-            is_gallery=(split == "gallery") if qg else None,
-            recall_at=tuple(recall_at),
-            normalization=method.normalization,
-            clustering=False,
-        )
+        es = rows_embedding_set(method, table, cache, rows, cfg)
+        metrics = evaluate_set(es, recall_at=tuple(recall_at), clustering=False)
         return {k: metrics[k] for k in ("recall@1", "r_precision", "map@r")}
 
     return validate
