@@ -2,14 +2,7 @@
 
 import json
 
-import pytest
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
-
-
-@pytest.fixture(autouse=True)
-def _in_project(project, monkeypatch):
-    monkeypatch.chdir(project)
+from tests.pipelines.conftest import run
 
 
 def test_intra_batch_pipeline_runs_with_an_lr_drop(project):
@@ -21,9 +14,7 @@ def test_intra_batch_pipeline_runs_with_an_lr_drop(project):
             "lr_drops": [{"epoch": 2, "factor": 0.1}],
         },
     }
-    bootstrap_project(project)
-    with KedroSession.create(project_path=project, runtime_params=params) as s:
-        s.run(pipeline_name="intra_batch")
+    run(project, "intra_batch", params)
     out = project / "data"
     metrics = json.loads(
         (out / "08_reporting/digits/intra_batch/metrics.json").read_text()

@@ -6,26 +6,13 @@ import subprocess
 import sys
 
 import pytest
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
+
+from tests.pipelines.conftest import run
 
 TINY = {
     "dataset": "digits",
     "contrastive_c1": {"training": {"epochs": 2}, "sampler": {"batches_per_epoch": 3}},
 }
-
-
-@pytest.fixture(autouse=True)
-def _in_project(project, monkeypatch):
-    # `kedro run` and DVC stages run from the project root; relative paths in
-    # parameters (data roots, cache and checkpoint folders) resolve against it.
-    monkeypatch.chdir(project)
-
-
-def run(project, pipeline, params, tags=None):
-    bootstrap_project(project)
-    with KedroSession.create(project_path=project, runtime_params=params) as session:
-        return session.run(pipeline_name=pipeline, tags=tags)
 
 
 def test_method_pipeline_runs_end_to_end_on_a_tiny_subset(project):
