@@ -312,9 +312,10 @@ class EvaluationParams(StrictModel):
     error_key: ClassVar[str] = "evaluation"
 
     lone_queries: Literal["drop", "miss"] = "drop"
-    knn_backend: Literal["faiss", "torch"] = "faiss"
+    knn_backend: Literal["auto", "faiss", "torch", "bf16"] = "auto"
     knn_chunk_size: int = Field(4096, gt=0)
     knn_k: int | None = Field(None, gt=0)
+    deep_recall: Literal["count", "search"] = "count"
     avg_of_avgs: bool = False
     clustering: bool = True
     clustering_backend: Literal["faiss", "sklearn"] = "faiss"

@@ -4,13 +4,16 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from dml_pipelines.core.evaluation import knn as knn_mod
 from dml_pipelines.core.evaluation.knn import (
+    Bf16Products,
     faiss_device,
     gpu_max_k,
     knn,
     remove_self,
+    resolve_backend,
 )
 
 
@@ -49,6 +52,99 @@ def test_faiss_and_torch_agree_with_brute_force(normalized, leave_one_out, monke
     assert got_t.indices.dtype == np.int64 and got_f.indices.dtype == np.int64
 
 
+@pytest.mark.parametrize("margin", [0, 3, 24])
+@pytest.mark.parametrize("leave_one_out", [True, False])
+def test_bf16_search_is_exact(leave_one_out, margin):
+    # Dense, clustered unit vectors: many near-equal similarities around the k-th
+    # place. Margin 0 leaves most rows uncertified (searched again in float32).
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((20, 32))
+    q = centres[rng.integers(0, 20, 500)] + 0.5 * rng.standard_normal((500, 32))
+    q = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+    r = None
+    if not leave_one_out:
+        r = centres[rng.integers(0, 20, 700)] + 0.5 * rng.standard_normal((700, 32))
+        r = (r / np.linalg.norm(r, axis=1, keepdims=True)).astype(np.float32)
+    k = 12
+    want_idx, want_d = _brute_force(q, r, k, leave_one_out)
+    got = knn(
+        q, k, r, normalized=True, backend="bf16", chunk_size=97, bf16_margin=margin
+    )
+    assert got.backend == "bf16"
+    np.testing.assert_array_equal(got.indices, want_idx)
+    np.testing.assert_allclose(got.distances, want_d, rtol=1e-4, atol=1e-5)
+    if margin == 0:
+        assert got.exact_rows > 400
+    elif margin == 24:
+        assert got.exact_rows < 50
+
+
+def test_bf16_with_every_reference_a_candidate():
+    x = np.random.default_rng(8).standard_normal((40, 5)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    got = knn(x, 30, normalized=True, backend="bf16")  # 30 + margin > 39
+    np.testing.assert_array_equal(got.indices, _brute_force(x, None, 30, True)[0])
+    assert got.exact_rows == 0
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "half_ulp", "sparse"])
+def test_bf16_error_bound_holds_and_is_useful(kind):
+    rng = np.random.default_rng(9)
+    d = 256
+    if kind == "gaussian":
+        x = rng.standard_normal((300, d))
+        y = rng.standard_normal((400, d)) + 0.3
+    elif kind == "half_ulp":
+        # every component just short of a bfloat16 rounding midpoint: each input
+        # rounds by almost half a unit in the last place (near-unit vectors)
+        z = rng.standard_normal((700, d))
+        z /= np.linalg.norm(z, axis=1, keepdims=True)
+        v = torch.from_numpy(z).float().bfloat16().double().numpy()
+        ulp = 2.0 ** (np.floor(np.log2(np.abs(v))) - 7)
+        z = v + 0.49 * ulp * rng.choice([-1.0, 1.0], size=v.shape)
+        x, y = z[:300], z[300:]
+    else:
+        x = rng.standard_normal((300, d)) * (rng.random((300, d)) < 0.05)
+        y = rng.standard_normal((400, d)) * (rng.random((400, d)) < 0.05)
+        x[:, 0] += 1e-3
+        y[:, 0] += 1e-3
+    if kind != "half_ulp":
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        y = y / np.linalg.norm(y, axis=1, keepdims=True)
+    x, y = x.astype(np.float32), y.astype(np.float32)
+    products = Bf16Products(torch.from_numpy(y), chunk_size=300)
+    xt = torch.from_numpy(x)
+    approx = products(xt).double()
+    exact = torch.from_numpy(x.astype(np.float64) @ y.astype(np.float64).T)
+    err = products.row_error(xt)[:, None]
+    upper = Bf16Products.upper(approx, err)
+    lower = approx - (upper - approx)
+    assert bool((exact <= upper).all()) and bool((exact >= lower).all())
+    assert float((approx - exact).abs().max()) > 0  # bfloat16 really is inexact
+    assert float(err.max()) < 1.6 * 2.0**-8  # far tighter than the 3u textbook bound
+    # margin(): ŝ > t + δ proves s > t, and s > t proves ŝ > t - δ
+    t = exact[:, :1].expand_as(exact)
+    delta = Bf16Products.margin(t, err.expand_as(exact))
+    proved = approx > t + delta
+    assert bool((exact[proved] > t[proved]).all())
+    above = exact > t
+    assert bool((approx[above] > (t - delta)[above]).all())
+
+
+def test_auto_backend_resolution(monkeypatch):
+    from dml_pipelines.core.evaluation import knn as knn_mod
+
+    monkeypatch.setattr(knn_mod, "bf16_is_fast", lambda: True)
+    assert resolve_backend("auto", normalized=True) == "bf16"
+    assert resolve_backend("auto", normalized=False) == "faiss"
+    monkeypatch.setattr(knn_mod, "bf16_is_fast", lambda: False)
+    assert resolve_backend("auto", normalized=True) == "faiss"
+    with pytest.raises(ValueError, match="bf16 needs L2-normalised"):
+        resolve_backend("bf16", normalized=False)
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    assert resolve_backend("auto", normalized=True) == "torch"
+
+
 def test_torch_breaks_ties_by_distance_then_index():
     # Integer lattice points: many exactly equal distances, also at the k-th place.
     rng = np.random.default_rng(2)
@@ -60,7 +156,7 @@ def test_torch_breaks_ties_by_distance_then_index():
         np.testing.assert_array_equal(got.indices, want_idx)
 
 
-@pytest.mark.parametrize("backend", ["faiss", "torch"])
+@pytest.mark.parametrize("backend", ["faiss", "torch", "bf16"])
 def test_self_exclusion_is_by_index_with_duplicates(backend):
     x = np.array([[1, 0], [1, 0], [0, 1], [0.1, 1], [-1, 0]], dtype=np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)

@@ -15,10 +15,21 @@ from dml_pipelines.core.evaluation.embeddings import normalize
 RETRIEVAL_KEYS = ("recall@1", "recall@2", "recall@4", "precision@1", "r_precision")
 
 
-@pytest.mark.parametrize("backend", ["faiss", "torch"])
-def test_worked_example_drop(worked_example, backend):
+BACKENDS = ["faiss", "torch", "bf16"]
+
+
+@pytest.mark.parametrize("deep_recall", ["count", "search"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_worked_example_drop(worked_example, backend, deep_recall):
     x, y = worked_example
-    m = evaluate(x, y, recall_at=(1, 2, 4), knn_backend=backend, clustering=False)
+    m = evaluate(
+        x,
+        y,
+        recall_at=(1, 2, 4),
+        knn_backend=backend,
+        deep_recall=deep_recall,
+        clustering=False,
+    )
     assert m["recall@1"] == pytest.approx(0.5, abs=1e-6)
     assert m["precision@1"] == pytest.approx(0.5, abs=1e-6)
     assert m["recall@2"] == pytest.approx(0.666667, abs=1e-6)
@@ -30,14 +41,16 @@ def test_worked_example_drop(worked_example, backend):
     assert m["retrieval_mode"] == "leave_one_out" and m["embedding_dim"] == 2
 
 
-@pytest.mark.parametrize("backend", ["faiss", "torch"])
-def test_worked_example_miss(worked_example, backend):
+@pytest.mark.parametrize("deep_recall", ["count", "search"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_worked_example_miss(worked_example, backend, deep_recall):
     x, y = worked_example
     m = evaluate(
         x,
         y,
         recall_at=(1, 2, 4),
         knn_backend=backend,
+        deep_recall=deep_recall,
         lone_queries="miss",
         clustering=False,
     )
@@ -55,7 +68,7 @@ def test_default_recall_list_beyond_reference_count(worked_example):
     assert m["recall@8"] == 1.0 and m["recall@4"] == 1.0
 
 
-@pytest.mark.parametrize("backend", ["faiss", "torch"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_identical_embeddings_hit_each_other_at_rank_1(backend):
     x = np.array([[1, 0], [1, 0], [0, 1], [0.2, 1], [-1, 0.1]], np.float32)
     y = np.array([0, 0, 1, 1, 2])
@@ -106,12 +119,62 @@ def test_query_gallery_matches_pml_and_clusters_the_union(make_clustered):
     assert only_q["nmi"] == want_q["nmi"] and only_q["nmi"] != m["nmi"]
 
 
+@pytest.mark.parametrize("lone_queries", ["drop", "miss"])
+@pytest.mark.parametrize("mode", ["leave_one_out", "query_gallery"])
+def test_every_backend_and_deep_recall_give_the_same_metrics(
+    make_clustered, mode, lone_queries
+):
+    # Recall@K far beyond R_max: "count" ranks the first positive by counting,
+    # "search" searches k = largest K; bf16 certifies its float32 re-rank.
+    x, y = make_clustered(1500, 260, 24, noise=0.9, seed=21)
+    flags = {}
+    if mode == "query_gallery":
+        flags["is_query"] = np.arange(1500) % 3 == 0
+    results = {}
+    for backend in BACKENDS:
+        for deep in ("count", "search"):
+            results[backend, deep] = evaluate(
+                x,
+                y,
+                recall_at=(1, 2, 10, 50, 200),
+                knn_backend=backend,
+                deep_recall=deep,
+                lone_queries=lone_queries,
+                clustering=False,
+                knn_chunk_size=333,
+                **flags,
+            )
+    ref = results["faiss", "search"]
+    assert ref["knn_k"] == 200 and results["faiss", "count"]["knn_k"] < 20
+    assert 0.3 < ref["recall@1"] < ref["recall@10"] < ref["recall@200"] < 1
+    for key, m in results.items():
+        for metric in ("recall@1", "recall@2", "recall@10", "recall@50", "recall@200"):
+            assert m[metric] == ref[metric], (key, metric)
+        for metric in ("precision@1", "r_precision", "map@r"):
+            assert m[metric] == pytest.approx(ref[metric], abs=1e-12), (key, metric)
+        assert m["num_queries"] == ref["num_queries"]
+
+
+def test_auto_backend_is_recorded(worked_example, monkeypatch):
+    from dml_pipelines.core.evaluation import knn as knn_mod
+
+    x, y = worked_example
+    monkeypatch.setattr(knn_mod, "bf16_is_fast", lambda: True)
+    assert evaluate(x, y, clustering=False)["knn_backend"] == "bf16"
+    monkeypatch.setattr(knn_mod, "bf16_is_fast", lambda: False)
+    assert evaluate(x, y, clustering=False)["knn_backend"] == "faiss"
+    with pytest.raises(ValueError, match=r"metrics\.knn_backend: bf16 needs"):
+        evaluate(x, y, knn_backend="bf16", normalization="none")
+
+
 def test_option_errors_name_the_setting(worked_example):
     x, y = worked_example
     with pytest.raises(ValueError, match="knn_bakend"):
         evaluate(x, y, knn_bakend="torch")
     with pytest.raises(ValueError, match=r"metrics\.lone_queries"):
         evaluate(x, y, lone_queries="keep")
+    with pytest.raises(ValueError, match=r"metrics\.deep_recall"):
+        evaluate(x, y, deep_recall="deep")
     with pytest.raises(ValueError, match=r"clustering\.inshop_set"):
         evaluate(x, y, inshop_set="gallery")
     with pytest.raises(ValueError, match=r"metrics\.knn_chunk_size"):
@@ -133,7 +196,9 @@ def test_explicit_k_below_r_max_is_an_error(worked_example):
 def test_without_faiss_everything_falls_back(monkeypatch, worked_example):
     monkeypatch.setitem(sys.modules, "faiss", None)
     x, y = worked_example
-    m = evaluate(x, y, recall_at=(1, 2, 4))
+    m = evaluate(x, y, recall_at=(1, 2, 4), knn_backend="faiss")
+    assert m["knn_backend"] == "torch" and m["clustering_backend"] == "sklearn"
+    m = evaluate(x, y, recall_at=(1, 2, 4), normalization="none")  # auto: no bf16
     assert m["knn_backend"] == "torch" and m["clustering_backend"] == "sklearn"
     assert m["map@r"] == pytest.approx(0.291667, abs=1e-6)
 

@@ -177,6 +177,38 @@ def test_k_smaller_than_r_max_is_an_error():
     assert required_k(rel, (1, 100), 5) == 5  # capped at the number of references
 
 
+def test_required_k_under_deep_recall_count():
+    y = np.array([0, 0, 0, 0, 1, 1])  # R_max = 3 in leave-one-out mode
+    rel = relevant_counts(y, y, True)
+    assert required_k(rel, (1, 100), 5, deep_recall="count") == 3
+    assert required_k(rel, (1, 100), 5, knn_k=4, deep_recall="count") == 4
+    with pytest.raises(ValueError, match=r"metrics\.knn_k=2 .*R_max=3"):
+        required_k(rel, (1, 100), 5, knn_k=2, deep_recall="count")
+    with pytest.raises(ValueError, match=r"metrics\.deep_recall"):
+        required_k(rel, (1,), 5, deep_recall="deep")
+
+
+def test_ranks_beyond_the_list_decide_only_larger_k():
+    # Queries 0-2 find a positive in their 2 neighbours (first hits at 0, 1, 1);
+    # query 3 does not, and its counted rank says 6 negatives score above its best
+    # positive.
+    y = np.array([0, 0, 1, 1])
+    idx = np.array([[1, 2], [2, 0], [0, 3], [0, 1]])
+    ref = np.array([0, 0, 1, 1])
+    beyond = np.array([-9, -9, -9, 6])  # entries of rows with a list hit are ignored
+    m, _ = retrieval_metrics(
+        idx, y, ref, leave_one_out=False, recall_at=(1, 2, 5, 7), beyond=beyond
+    )
+    assert m["recall@1"] == 0.25 and m["recall@2"] == 0.75
+    assert m["recall@5"] == 0.75 and m["recall@7"] == 1.0
+    # A count below k (bf16 certifies only the K > k) never turns K <= k into hits.
+    low = np.array([0, 0, 0, 0])
+    m, _ = retrieval_metrics(
+        idx, y, ref, leave_one_out=False, recall_at=(2, 3), beyond=low
+    )
+    assert m["recall@2"] == 0.75 and m["recall@3"] == 1.0
+
+
 def test_relevant_counts_query_gallery_and_lone():
     q = np.array([1, 2, 9])
     g = np.array([1, 1, 2, 5])

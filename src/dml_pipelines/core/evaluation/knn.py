@@ -1,9 +1,17 @@
 """Exact k-nearest-neighbour search (specs/metrics.md §3).
 
-Two backends return the same neighbours up to ties: faiss (``IndexFlatIP`` on
-L2-normalised vectors, ``IndexFlatL2`` otherwise) and a chunked pure-torch search
-(matrix product + ``topk``, ties broken by (distance, reference index)). faiss is
-imported lazily; when it is not importable the torch backend is used.
+Three backends return the same neighbours up to ties: faiss (``IndexFlatIP`` on
+L2-normalised vectors, ``IndexFlatL2`` otherwise), a chunked pure-torch search
+(matrix product + ``topk``, ties broken by (distance, reference index)), and
+``bf16``, a chunked torch search whose matrix product runs in bfloat16 (AMX /
+tensor cores, several times faster than float32) to pick candidates that are then
+re-ranked in float32. ``bf16`` stays exact: a rigorous bound on the bfloat16 error
+(``bf16_error_bound``) certifies, row by row, that no reference outside the
+candidates can enter the top k; a row that cannot be certified is searched again
+in float32. ``auto`` picks ``bf16`` where bfloat16 matrix products are fast (a GPU,
+or a CPU with AMX-BF16 / AVX512-BF16) and the vectors are L2-normalised, else
+faiss. faiss is imported lazily; when it is not importable the torch backend is
+used.
 
 Leave-one-out (``reference=None``): each query's own row is removed **by index**,
 never by distance. Query → gallery: nothing is removed.
@@ -16,7 +24,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-KNN_BACKENDS = ("faiss", "torch")
+KNN_BACKENDS = ("auto", "faiss", "torch", "bf16")
+BF16_MARGIN = 24  # extra bf16 candidates per row beyond k (re-ranked in float32)
 GPU_MAX_K = 2048  # faiss-GPU top-k limit (1024 on CUDA < 9.5)
 _FAISS_BLOCK = 16384  # query rows per faiss search call (bounds the result memory)
 
@@ -27,12 +36,16 @@ class KnnResult(NamedTuple):
     Attributes:
         indices: (Q, k) int64 row indices into the references.
         distances: (Q, k) float32 squared Euclidean distances.
-        backend: the backend that ran: ``faiss``, ``faiss-gpu`` or ``torch``.
+        backend: the backend that ran: ``faiss``, ``faiss-gpu``, ``torch``,
+            ``bf16`` or ``bf16-cuda``.
+        exact_rows: rows the bf16 backend could not certify and searched again
+            in float32 (0 for the other backends).
     """
 
     indices: np.ndarray
     distances: np.ndarray
     backend: str
+    exact_rows: int = 0
 
 
 def gpu_max_k(cuda_version: str | None) -> int:
@@ -71,6 +84,49 @@ def faiss_num_gpus(faiss) -> int:
     return int(get()) if get is not None else 0
 
 
+def bf16_is_fast() -> bool:
+    """bfloat16 matrix products run on dedicated hardware here: a CUDA GPU, or a
+    CPU with AMX-BF16 or AVX512-BF16 (read from ``/proc/cpuinfo``)."""
+    if torch.cuda.is_available():
+        return True
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_backend(backend: str, normalized: bool) -> str:
+    """The backend that will run: ``auto`` becomes ``bf16`` on L2-normalised
+    vectors where bfloat16 is fast, else ``faiss``; ``faiss`` becomes ``torch``
+    when faiss is not importable.
+
+    Raises:
+        ValueError: naming ``metrics.knn_backend`` for an unknown backend, or for
+            ``bf16`` on vectors that are not L2-normalised.
+    """
+    if backend not in KNN_BACKENDS:
+        raise ValueError(
+            f"metrics.knn_backend: invalid value {backend!r}; "
+            f"valid: {', '.join(KNN_BACKENDS)}"
+        )
+    if backend == "auto":
+        backend = "bf16" if normalized and bf16_is_fast() else "faiss"
+    if backend == "bf16" and not normalized:
+        raise ValueError(
+            "metrics.knn_backend: bf16 needs L2-normalised embeddings "
+            "(normalization: l2); use faiss or torch with normalization "
+            "lipschitz or none"
+        )
+    if backend == "faiss" and import_faiss() is None:
+        backend = "torch"
+    return backend
+
+
 def knn(
     query: np.ndarray,
     k: int,
@@ -79,6 +135,7 @@ def knn(
     normalized: bool = False,
     backend: str = "faiss",
     chunk_size: int = 4096,
+    bf16_margin: int = BF16_MARGIN,
 ) -> KnnResult:
     """Exact k nearest references of each query under Euclidean distance.
 
@@ -89,20 +146,17 @@ def knn(
         reference: (R, D) float32 embeddings, or None for leave-one-out, where the
             references are the queries and each query's own row is removed by index.
         normalized: the rows are unit vectors (faiss then uses inner product, which
-            gives the same order).
-        backend: ``faiss`` (falls back to ``torch`` if faiss is not importable) or
-            ``torch``.
-        chunk_size: query rows per block of the torch backend
+            gives the same order; ``bf16`` needs it).
+        backend: ``auto``, ``faiss`` (falls back to ``torch`` if faiss is not
+            importable), ``torch`` or ``bf16`` (see the module docstring).
+        chunk_size: query rows per block of the torch and bf16 backends
             (``metrics.knn_chunk_size``).
+        bf16_margin: extra candidates per row of the bf16 backend.
 
     Returns:
         A ``KnnResult`` with (Q, k) ``indices`` and ``distances``.
     """
-    if backend not in KNN_BACKENDS:
-        raise ValueError(
-            f"metrics.knn_backend: invalid value {backend!r}; "
-            f"valid: {', '.join(KNN_BACKENDS)}"
-        )
+    backend = resolve_backend(backend, normalized)
     if int(chunk_size) < 1:
         raise ValueError(f"metrics.knn_chunk_size must be >= 1, got {chunk_size}")
     query = np.ascontiguousarray(query, dtype=np.float32)
@@ -115,13 +169,19 @@ def knn(
         raise ValueError(
             f"query dim {query.shape[1]} != reference dim {reference.shape[1]}"
         )
-    faiss = import_faiss() if backend == "faiss" else None
-    if faiss is None:
+    if backend == "bf16":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        dist, idx, redone = _bf16_knn(
+            query, reference, k, leave_one_out, chunk_size, bf16_margin, device
+        )
+        name = "bf16" if device == "cpu" else "bf16-cuda"
+        return KnnResult(idx, dist, name, redone)
+    if backend == "torch":
         dist, idx = _torch_knn(
             query, reference, k, normalized, leave_one_out, chunk_size
         )
         return KnnResult(idx, dist, "torch")
-    return _faiss_knn(faiss, query, reference, k, normalized, leave_one_out)
+    return _faiss_knn(import_faiss(), query, reference, k, normalized, leave_one_out)
 
 
 def _faiss_knn(faiss, query, reference, k, normalized, leave_one_out) -> KnnResult:
@@ -146,6 +206,136 @@ def _faiss_knn(faiss, query, reference, k, normalized, leave_one_out) -> KnnResu
         dist[start : start + len(block)] = d
     name = "faiss" if device == "cpu" else "faiss-gpu"
     return KnnResult(idx, dist, name)
+
+
+_U = 2.0**-8  # bfloat16 unit round-off (8 significant bits, round to nearest)
+_C = _U / (1.0 - _U)  # |round(a) - a| <= _C * |round(a)|
+
+
+class Bf16Products:
+    """bfloat16 inner products of query rows with fixed references, and a rigorous
+    bound on their error.
+
+    For a query x and a reference y, let x = x_hi + x_lo with x_hi = bf16(x), and
+    likewise y. The product's output ŝ is round_bf16(acc) where acc is the float32
+    sum of the exact products x_hi,i·y_hi,i. Then, exactly,
+
+        |x·y - acc| ≤ ‖x_lo‖‖y‖ + ‖x_hi‖‖y_lo‖ + γ_d‖x_hi‖‖y_hi‖ =: E_x
+        |acc - ŝ|   ≤ c·|ŝ|,  c = u/(1-u), u = 2⁻⁸,
+
+    with γ_d = d·2⁻²⁴/(1 - d·2⁻²⁴) (float32 summation) and Cauchy-Schwarz for the
+    first two terms, taken with the largest reference norms. ``E_x`` also holds
+    γ_d‖x‖max‖y‖ for the float32 re-rank, and is enlarged by 1 %. So the exact
+    similarity lies in [ŝ - c|ŝ| - E_x, ŝ + c|ŝ| + E_x].
+
+    The products go into one reused output buffer: fresh multi-hundred-MB outputs
+    cost more in page faults than the product itself. On CUDA, reduced-precision
+    reductions are switched off so that the float32-accumulation premise holds.
+    """
+
+    def __init__(self, reference: torch.Tensor, chunk_size: int):
+        hi = reference.to(torch.bfloat16)
+        self.ref_t = hi.T.contiguous()  # (D, R)
+        ref64, hi64 = reference.double(), hi.double()
+        self.max_norm = float(ref64.norm(dim=1).max())
+        self.max_hi = float(hi64.norm(dim=1).max())
+        self.max_lo = float((ref64 - hi64).norm(dim=1).max())
+        d = reference.shape[1]
+        self.gamma = d * 2.0**-24 / (1.0 - d * 2.0**-24)
+        self.buf = torch.empty(
+            (chunk_size, reference.shape[0]),
+            dtype=torch.bfloat16,
+            device=reference.device,
+        )
+
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        """(m, R) bfloat16 products of float32 query rows (m ≤ chunk size); the
+        result is a view of the shared buffer, valid until the next call."""
+        out = self.buf[: rows.shape[0]]
+        if rows.is_cuda:  # pragma: no cover - needs a GPU
+            flag = torch.backends.cuda.matmul
+            old = flag.allow_bf16_reduced_precision_reduction
+            flag.allow_bf16_reduced_precision_reduction = False
+            try:
+                return torch.mm(rows.to(torch.bfloat16), self.ref_t, out=out)
+            finally:
+                flag.allow_bf16_reduced_precision_reduction = old
+        return torch.mm(rows.to(torch.bfloat16), self.ref_t, out=out)
+
+    def row_error(self, rows: torch.Tensor) -> torch.Tensor:
+        """(m,) float64 E_x of each query row (see the class docstring)."""
+        x64 = rows.double()
+        hi64 = rows.to(torch.bfloat16).double()
+        err = (x64 - hi64).norm(dim=1) * self.max_norm
+        hi_norm = hi64.norm(dim=1)
+        err += hi_norm * (self.max_lo + self.gamma * self.max_hi)
+        err += self.gamma * x64.norm(dim=1) * self.max_norm
+        return 1.01 * err
+
+    @staticmethod
+    def upper(value: torch.Tensor, row_error: torch.Tensor) -> torch.Tensor:
+        """Largest exact similarity a product output ``value`` can stand for."""
+        value = value.double()
+        return value + _C * value.abs() + row_error
+
+    @staticmethod
+    def margin(threshold: torch.Tensor, row_error: torch.Tensor) -> torch.Tensor:
+        """δ such that ŝ > t + δ proves s > t, and s > t proves ŝ > t - δ."""
+        return (row_error + _C * threshold.double().abs()) / (1.0 - _C)
+
+
+def _exact_rows(q_rows, ref, k, self_cols):
+    """float32 top-k inner products of some query rows against all references
+    (``self_cols``: each row's own reference column to exclude, or None)."""
+    sims = q_rows @ ref.T
+    if self_cols is not None:
+        sims[torch.arange(len(self_cols), device=sims.device), self_cols] = -torch.inf
+    return torch.topk(sims, k, dim=1, sorted=True)
+
+
+@torch.no_grad()
+def _bf16_knn(query, reference, k, leave_one_out, chunk_size, margin, device):
+    q_all = torch.from_numpy(query).to(device)
+    ref = q_all if leave_one_out else torch.from_numpy(reference).to(device)
+    n_ref = ref.shape[0]
+    chunk_size = min(int(chunk_size), query.shape[0])
+    n_cand = min(k + int(margin), n_ref - int(leave_one_out))
+    certify_all = n_cand == n_ref - int(leave_one_out)  # every reference re-ranked
+    products = Bf16Products(ref, chunk_size)
+    gather_buf = ref.new_empty((chunk_size * n_cand, ref.shape[1]))
+    out_idx = np.empty((query.shape[0], k), dtype=np.int64)
+    out_sim = np.empty((query.shape[0], k), dtype=np.float32)
+    redone = 0
+    for start in range(0, query.shape[0], chunk_size):
+        block = q_all[start : start + chunk_size]
+        m = block.shape[0]
+        rows = torch.arange(m, device=device)
+        approx = products(block)
+        if leave_one_out:
+            approx[rows, rows + start] = -torch.inf
+        cand_val, cand = torch.topk(approx, n_cand, dim=1, sorted=False)
+        cand_vecs = torch.index_select(
+            ref, 0, cand.view(-1), out=gather_buf[: m * n_cand]
+        )
+        exact = torch.bmm(cand_vecs.view(m, n_cand, -1), block.unsqueeze(2)).squeeze(2)
+        sim, pos = torch.topk(exact, k, dim=1, sorted=True)
+        idx = cand.gather(1, pos)
+        if not certify_all:
+            # A reference outside the candidates has ŝ ≤ min(candidate ŝ), so its
+            # exact similarity is ≤ upper(that): below the k-th one, it cannot
+            # enter the top k.
+            bound = products.upper(
+                cand_val.min(dim=1).values, products.row_error(block)
+            )
+            bad = (sim[:, -1].double() <= bound).nonzero().squeeze(1)
+            redone += bad.numel()
+            if bad.numel():
+                self_cols = bad + start if leave_one_out else None
+                sim[bad], idx[bad] = _exact_rows(block[bad], ref, k, self_cols)
+        out_idx[start : start + m] = idx.cpu().numpy()
+        out_sim[start : start + m] = sim.cpu().numpy()
+    dist = np.maximum(2.0 - 2.0 * out_sim, 0.0, dtype=np.float32)
+    return dist, out_idx, redone
 
 
 def remove_self(

@@ -11,8 +11,16 @@ import numpy as np
 
 from .clustering import CLUSTERING_BACKENDS, clustering_metrics
 from .embeddings import NORMALIZATIONS, EmbeddingSet, normalize
-from .knn import KNN_BACKENDS, knn
-from .retrieval import LONE_QUERIES, relevant_counts, required_k, retrieval_metrics
+from .knn import KNN_BACKENDS, knn, resolve_backend
+from .ranks import NO_POSITIVE, first_positive_ranks, positive_table
+from .retrieval import (
+    DEEP_RECALL,
+    LONE_QUERIES,
+    check_recall_at,
+    relevant_counts,
+    required_k,
+    retrieval_metrics,
+)
 
 INSHOP_SETS = ("union", "query")
 
@@ -23,9 +31,10 @@ class EvalOptions:
 
     normalization: str = "l2"
     lone_queries: str = "drop"
-    knn_backend: str = "faiss"
+    knn_backend: str = "auto"
     knn_chunk_size: int = 4096
     knn_k: int | None = None
+    deep_recall: str = "count"
     avg_of_avgs: bool = False
     clustering: bool = True
     clustering_backend: str = "faiss"
@@ -39,6 +48,7 @@ OPTION_KEYS = {
     "knn_backend": "metrics.knn_backend",
     "knn_chunk_size": "metrics.knn_chunk_size",
     "knn_k": "metrics.knn_k",
+    "deep_recall": "metrics.deep_recall",
     "avg_of_avgs": "metrics.avg_of_avgs",
     "clustering": "metrics.clustering",
     "clustering_backend": "clustering.backend",
@@ -49,6 +59,7 @@ _CHOICES = {
     "normalization": NORMALIZATIONS,
     "lone_queries": LONE_QUERIES,
     "knn_backend": KNN_BACKENDS,
+    "deep_recall": DEEP_RECALL,
     "clustering_backend": CLUSTERING_BACKENDS,
     "inshop_set": INSHOP_SETS,
 }
@@ -109,15 +120,20 @@ def evaluate(
         return_per_class: also return the per-class DataFrame (``label,
             num_queries, recall@1, r_precision, map@r``).
         **options: the fields of ``EvalOptions``: ``normalization`` (l2 | lipschitz
-            | none), ``lone_queries`` (drop | miss), ``knn_backend`` (faiss | torch),
-            ``knn_chunk_size`` (4096), ``knn_k`` (None: max(largest K, R_max)),
-            ``avg_of_avgs`` (False), ``clustering`` (True), ``clustering_backend``
-            (faiss | sklearn), ``inshop_set`` (union | query), ``seed`` (0).
+            | none), ``lone_queries`` (drop | miss), ``knn_backend`` (auto | faiss |
+            torch | bf16; ``auto``: bf16 on L2-normalised vectors where bfloat16 is
+            fast, else faiss), ``knn_chunk_size`` (4096), ``knn_k`` (None: R_max
+            under ``deep_recall: count``, max(largest K, R_max) under ``search``),
+            ``deep_recall`` (count | search: Recall@K beyond the search depth by
+            counting, or by searching that deep), ``avg_of_avgs`` (False),
+            ``clustering`` (True), ``clustering_backend`` (faiss | sklearn),
+            ``inshop_set`` (union | query), ``seed`` (0).
 
     Returns:
         The metrics dict: ``recall@{K}``, ``precision@1``, ``r_precision``,
         ``map@r``, ``num_queries``, ``num_lone_queries``, ``knn_backend``,
-        ``embedding_dim``, ``retrieval_mode`` (``leave_one_out`` |
+        ``knn_k`` (the search depth), ``knn_exact_rows`` (rows bf16 redid in
+        float32), ``embedding_dim``, ``retrieval_mode`` (``leave_one_out`` |
         ``query_gallery``), and with clustering ``nmi``, ``ami``, ``f1``,
         ``clustering_backend``. With ``return_per_class=True``, the tuple
         ``(metrics, per_class_df)``.
@@ -139,15 +155,37 @@ def evaluate(
         r_x, r_y = x[gallery_mask], labels[gallery_mask]
     num_refs = len(r_y) - int(leave_one_out)
     relevant = relevant_counts(q_y, r_y, leave_one_out)
-    k = required_k(relevant, recall_at, num_refs, knn_k=opts.knn_k)
+    normalized = opts.normalization == "l2"
+    backend = resolve_backend(opts.knn_backend, normalized)
+    k = required_k(
+        relevant, recall_at, num_refs, knn_k=opts.knn_k, deep_recall=opts.deep_recall
+    )
     found = knn(
         q_x,
         k,
         r_x,
-        normalized=opts.normalization == "l2",
-        backend=opts.knn_backend,
+        normalized=normalized,
+        backend=backend,
         chunk_size=opts.knn_chunk_size,
     )
+    exact_rows = found.exact_rows
+    beyond = None
+    deep_ks = [kk for kk in check_recall_at(recall_at) if kk > k]
+    if opts.deep_recall == "count" and k < num_refs and deep_ks:
+        beyond = np.full(len(q_y), NO_POSITIVE, dtype=np.int64)
+        no_hit = ~(r_y[found.indices] == q_y[:, None]).any(axis=1) & (relevant > 0)
+        rows = np.nonzero(no_hit)[0]
+        beyond[rows], redone = first_positive_ranks(
+            q_x,
+            r_x,
+            rows,
+            positive_table(q_y, r_y, leave_one_out),
+            normalized=normalized,
+            backend=backend,
+            decide_at=deep_ks,
+            chunk_size=opts.knn_chunk_size,
+        )
+        exact_rows += redone
     metrics, per_class = retrieval_metrics(
         found.indices,
         q_y,
@@ -156,8 +194,11 @@ def evaluate(
         recall_at=recall_at,
         lone_queries=opts.lone_queries,
         avg_of_avgs=opts.avg_of_avgs,
+        beyond=beyond,
     )
     metrics["knn_backend"] = found.backend
+    metrics["knn_k"] = int(k)
+    metrics["knn_exact_rows"] = int(exact_rows)
     metrics["embedding_dim"] = int(x.shape[1])
     metrics["retrieval_mode"] = "leave_one_out" if leave_one_out else "query_gallery"
     if opts.clustering:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 LONE_QUERIES = ("drop", "miss")
+DEEP_RECALL = ("count", "search")
 PER_CLASS_COLUMNS = ["label", "num_queries", "recall@1", "r_precision", "map@r"]
 _BLOCK = 8192  # query rows per block of the relevance matrix
 
@@ -60,34 +61,46 @@ def required_k(
     recall_at: Sequence[int],
     num_references: int,
     knn_k: int | None = None,
+    deep_recall: str = "search",
 ) -> int:
-    """Search depth k = max(largest K, R_max), capped at the number of references.
+    """Search depth k, capped at the number of references.
 
-    Capping is exact: Recall@K for K ≥ the number of references equals Recall@(that
-    number).
+    ``deep_recall: search`` (the spec's depth): k = max(largest K, R_max).
+    ``deep_recall: count``: k = R_max; Recall@K for K > k comes from counting
+    (``ranks.first_positive_ranks``). Capping is exact: Recall@K for K ≥ the number
+    of references equals Recall@(that number).
 
     Args:
         relevant: (Q,) R_q per query (``relevant_counts``).
         recall_at: the Recall@K list.
         num_references: references each query can retrieve (N - 1 in leave-one-out).
         knn_k: an explicit depth (``metrics.knn_k``), or None to derive it.
+        deep_recall: ``search`` or ``count`` (``metrics.deep_recall``).
 
     Raises:
-        ValueError: naming ``metrics.knn_k`` if it is below R_max or the largest K.
+        ValueError: naming ``metrics.knn_k`` if it is below R_max, or (``search``)
+            below the largest K.
     """
+    if deep_recall not in DEEP_RECALL:
+        raise ValueError(
+            f"metrics.deep_recall: invalid value {deep_recall!r}; "
+            f"valid: {', '.join(DEEP_RECALL)}"
+        )
     r_max = int(relevant.max(initial=0))
     k_max = min(max(check_recall_at(recall_at)), num_references)
     if knn_k is None:
-        return max(k_max, r_max, 1)
+        depth = r_max if deep_recall == "count" else max(k_max, r_max)
+        return min(max(depth, 1), num_references)
     if knn_k < r_max:
         raise ValueError(
             f"metrics.knn_k={knn_k} is smaller than R_max={r_max} (the largest number "
             f"of same-label references of a query); R-Precision and MAP@R need k >= "
             f"R_max"
         )
-    if knn_k < k_max:
+    if knn_k < k_max and deep_recall == "search":
         raise ValueError(
-            f"metrics.knn_k={knn_k} is smaller than the largest Recall@K K={k_max}"
+            f"metrics.knn_k={knn_k} is smaller than the largest Recall@K K={k_max} "
+            "(metrics.deep_recall: search)"
         )
     return min(int(knn_k), num_references)
 
@@ -139,6 +152,7 @@ def retrieval_metrics(
     recall_at: Sequence[int] = (1, 2, 4, 8),
     lone_queries: str = "drop",
     avg_of_avgs: bool = False,
+    beyond: np.ndarray | None = None,
 ) -> tuple[dict, pd.DataFrame]:
     """Recall@K, P@1, R-Precision and MAP@R from neighbour lists.
 
@@ -154,6 +168,10 @@ def retrieval_metrics(
             ``miss``: they count as misses for Recall@K (P@1, R-Precision and MAP@R
             still skip them, R_q = 0 having no defined R-Precision).
         avg_of_avgs: average per class first, then over classes (diagnostics).
+        beyond: (Q,) 0-based rank of the first positive of the queries that have
+            none among their k neighbours (``ranks.first_positive_ranks``;
+            ``ranks.NO_POSITIVE`` for lone queries; other entries are ignored).
+            With it, Recall@K for K > k is taken from these ranks.
 
     Returns:
         ``(metrics, per_class)``: metrics has ``recall@{K}``, ``precision@1``,
@@ -181,11 +199,22 @@ def retrieval_metrics(
         )
     relevant = relevant_counts(query_labels, reference_labels, leave_one_out)
     k = knn_indices.shape[1]
-    required_k(relevant, ks, len(reference_labels) - int(leave_one_out), knn_k=k)
+    num_refs = len(reference_labels) - int(leave_one_out)
+    deep = "search" if beyond is None else "count"
+    required_k(relevant, ks, num_refs, knn_k=k, deep_recall=deep)
 
     first_hit, rp, ap = per_query_scores(
         knn_indices, query_labels, reference_labels, relevant
     )
+    cap = k
+    if beyond is not None:
+        beyond = np.asarray(beyond, dtype=np.int64)
+        if beyond.shape != first_hit.shape:
+            raise ValueError(f"beyond {beyond.shape} must be ({len(first_hit)},)")
+        # Such a query's rank is >= k; a certified bf16 count may lie below k
+        # (it only decides the K > k), so it is raised to k.
+        first_hit = np.where(first_hit >= k, np.maximum(beyond, k), first_hit)
+        cap = np.iinfo(np.int64).max
     kept = relevant > 0
     counted = kept if lone_queries == "drop" else np.ones_like(kept)
     _, codes = np.unique(query_labels, return_inverse=True)
@@ -201,7 +230,7 @@ def retrieval_metrics(
 
     metrics: dict = {}
     for kk in ks:
-        metrics[f"recall@{kk}"] = mean(first_hit < min(kk, k), counted)
+        metrics[f"recall@{kk}"] = mean(first_hit < min(kk, cap), counted)
     metrics["precision@1"] = mean(first_hit == 0, kept)
     metrics["r_precision"] = mean(rp, kept)
     metrics["map@r"] = mean(ap, kept)
