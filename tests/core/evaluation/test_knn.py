@@ -14,6 +14,7 @@ from dml_pipelines.core.evaluation.knn import (
     knn,
     remove_self,
     resolve_backend,
+    top_candidates,
 )
 
 
@@ -217,3 +218,17 @@ def test_invalid_arguments():
         knn(x, 5)  # only 4 references in leave-one-out mode
     with pytest.raises(ValueError, match="metrics.knn_chunk_size"):
         knn(x, 1, backend="torch", chunk_size=0)
+
+
+@pytest.mark.parametrize("n,n_cand", [(5000, 20), (997, 7), (300, 40)])
+def test_top_candidates_equal_topk(n, n_cand):
+    g = torch.Generator().manual_seed(n)
+    approx = (torch.randn(64, n, generator=g) * 0.05 + 0.03).bfloat16()
+    approx[:4] -= 1.0  # rows of negative values take the plain topk path
+    approx[4, :] = 0.25  # a row of ties
+    approx[5, ::7] = -torch.inf  # masked entries
+    vals, cols = top_candidates(approx, n_cand)
+    want, _ = torch.topk(approx, n_cand, dim=1)
+    assert torch.equal(vals.float().sort(dim=1).values, want.float().sort(dim=1).values)
+    assert torch.equal(approx.gather(1, cols), vals)
+    assert all(len(set(row.tolist())) == n_cand for row in cols)  # distinct columns

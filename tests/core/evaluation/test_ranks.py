@@ -118,3 +118,18 @@ def test_bf16_ranks_need_normalised_vectors():
             backend="bf16",
             decide_at=(10,),
         )
+
+
+def test_bf16_floor_keeps_every_comparison():
+    import torch
+
+    from dml_pipelines.core.evaluation.ranks import bf16_floor
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.cat([torch.randn(500, generator=g) * 0.3, torch.tensor([0.0, -0.0, 1.0])])
+    values = (torch.randn(4000, generator=g) * 0.3).bfloat16()
+    values = torch.cat([values, t.bfloat16()])  # thresholds' own neighbours
+    floor = bf16_floor(t)
+    assert floor.dtype == torch.bfloat16 and bool((floor.float() <= t).all())
+    want = values.float()[None, :] > t[:, None]
+    np.testing.assert_array_equal(values[None, :] > floor[:, None], want)

@@ -16,28 +16,32 @@ NORMALIZATIONS = ("l2", "lipschitz", "none")
 _REQUIRED = ("embeddings", "labels", "index")
 
 
-def normalize(x: np.ndarray, mode: str) -> np.ndarray:
+def normalize(x: np.ndarray, mode: str, *, inplace: bool = False) -> np.ndarray:
     """Apply an embedding normalisation before ranking (metrics.md §1).
 
     Args:
         x: (N, D) float array.
         mode: ``l2`` (v / ||v||), ``lipschitz`` (v / max(1, ||v||), CCP's clip to the
             unit ball) or ``none``.
+        inplace: divide ``x`` itself when it is a float32 array (for fresh copies:
+            saves one N×D array).
 
     Returns:
         (N, D) float32 array (a new array unless ``mode`` is ``none`` and ``x`` is
-        already float32).
+        already float32, or ``inplace``).
     """
     if mode not in NORMALIZATIONS:
         raise ValueError(
             f"normalization: invalid value {mode!r}; valid: {', '.join(NORMALIZATIONS)}"
         )
+    inplace = inplace and isinstance(x, np.ndarray) and x.dtype == np.float32
     x = np.asarray(x, dtype=np.float32)
     if mode == "none":
         return x
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    # row norms without an N×D temporary
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
     floor = np.finfo(np.float32).tiny if mode == "l2" else 1.0
-    return x / np.maximum(norms, floor)
+    return np.divide(x, np.maximum(norms, floor), out=x if inplace else None)
 
 
 @dataclass

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 KNN_BACKENDS = ("auto", "faiss", "torch", "bf16")
-BF16_MARGIN = 24  # extra bf16 candidates per row beyond k (re-ranked in float32)
+BF16_MARGIN = 16  # extra bf16 candidates per row beyond k (re-ranked in float32)
 GPU_MAX_K = 2048  # faiss-GPU top-k limit (1024 on CUDA < 9.5)
 _FAISS_BLOCK = 16384  # query rows per faiss search call (bounds the result memory)
 
@@ -150,7 +150,7 @@ def knn(
         backend: ``auto``, ``faiss`` (falls back to ``torch`` if faiss is not
             importable), ``torch`` or ``bf16`` (see the module docstring).
         chunk_size: query rows per block of the torch and bf16 backends
-            (``metrics.knn_chunk_size``).
+            (``metrics.knn_chunk_size``; bf16 caps it, see ``bf16_rows``).
         bf16_margin: extra candidates per row of the bf16 backend.
 
     Returns:
@@ -225,8 +225,9 @@ class Bf16Products:
 
     with γ_d = d·2⁻²⁴/(1 - d·2⁻²⁴) (float32 summation) and Cauchy-Schwarz for the
     first two terms, taken with the largest reference norms. ``E_x`` also holds
-    γ_d‖x‖max‖y‖ for the float32 re-rank, and is enlarged by 1 %. So the exact
-    similarity lies in [ŝ - c|ŝ| - E_x, ŝ + c|ŝ| + E_x].
+    γ_d‖x‖max‖y‖ for the float32 re-rank, and is enlarged by 1 %, which also
+    covers the float32 norms (relative error ≤ γ_d; x - x_hi is exact in float32).
+    So the exact similarity lies in [ŝ - c|ŝ| - E_x, ŝ + c|ŝ| + E_x].
 
     The products go into one reused output buffer: fresh multi-hundred-MB outputs
     cost more in page faults than the product itself. On CUDA, reduced-precision
@@ -236,10 +237,10 @@ class Bf16Products:
     def __init__(self, reference: torch.Tensor, chunk_size: int):
         hi = reference.to(torch.bfloat16)
         self.ref_t = hi.T.contiguous()  # (D, R)
-        ref64, hi64 = reference.double(), hi.double()
-        self.max_norm = float(ref64.norm(dim=1).max())
-        self.max_hi = float(hi64.norm(dim=1).max())
-        self.max_lo = float((ref64 - hi64).norm(dim=1).max())
+        norm, hi_norm, lo_norm = _split_norms(reference, hi)
+        self.max_norm = float(norm.max())
+        self.max_hi = float(hi_norm.max())
+        self.max_lo = float(lo_norm.max())
         d = reference.shape[1]
         self.gamma = d * 2.0**-24 / (1.0 - d * 2.0**-24)
         self.buf = torch.empty(
@@ -264,12 +265,12 @@ class Bf16Products:
 
     def row_error(self, rows: torch.Tensor) -> torch.Tensor:
         """(m,) float64 E_x of each query row (see the class docstring)."""
-        x64 = rows.double()
-        hi64 = rows.to(torch.bfloat16).double()
-        err = (x64 - hi64).norm(dim=1) * self.max_norm
-        hi_norm = hi64.norm(dim=1)
+        norm, hi_norm, lo_norm = (
+            t.double() for t in _split_norms(rows, rows.to(torch.bfloat16))
+        )
+        err = lo_norm * self.max_norm
         err += hi_norm * (self.max_lo + self.gamma * self.max_hi)
-        err += self.gamma * x64.norm(dim=1) * self.max_norm
+        err += self.gamma * norm * self.max_norm
         return 1.01 * err
 
     @staticmethod
@@ -282,6 +283,74 @@ class Bf16Products:
     def margin(threshold: torch.Tensor, row_error: torch.Tensor) -> torch.Tensor:
         """δ such that ŝ > t + δ proves s > t, and s > t proves ŝ > t - δ."""
         return (row_error + _C * threshold.double().abs()) / (1.0 - _C)
+
+
+def _split_norms(x: torch.Tensor, hi: torch.Tensor):
+    """Row norms of x, of x_hi = bf16(x) and of x - x_hi (exact in float32)."""
+    hi32 = hi.float()
+    norm = torch.linalg.vector_norm
+    return norm(x, dim=1), norm(hi32, dim=1), norm(x - hi32, dim=1)
+
+
+BF16_BLOCK = 1 << 24  # entries of one bfloat16 product block (32 MB)
+
+
+def bf16_rows(chunk_size: int, num_queries: int, num_references: int) -> int:
+    """Query rows per bf16 block: ``knn_chunk_size``, but at most
+    ``BF16_BLOCK / references`` (≥ 64): cache-sized blocks run faster and
+    need less memory than wide ones."""
+    cap = max(64, BF16_BLOCK // max(num_references, 1))
+    return max(1, min(int(chunk_size), cap, num_queries))
+
+
+def top_candidates(
+    approx: torch.Tensor, n_cand: int, group: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``n_cand`` largest entries of each row of a bfloat16 matrix (unsorted):
+    the same set as ``torch.topk``, about 4x faster on wide rows.
+
+    Columns are split into groups {g, g + G', g + 2G', ...} (G' = columns // group);
+    the top entries lie in the ``n_cand`` groups with the largest maxima (each of
+    those maxima is an entry at least as large as any entry of the other groups).
+    Group maxima are taken on the raw bits as int16 (vectorised, ~15x faster than
+    a bfloat16 max), an order that agrees with the values on non-negative numbers
+    and puts every negative number below them; a row whose selected entries are
+    not all positive is redone with ``torch.topk``.
+    """
+    m, n = approx.shape
+    n_groups = n // group
+    if n_groups <= 4 * n_cand:
+        return torch.topk(approx, n_cand, dim=1, sorted=False)
+    keys = approx.view(torch.int16)
+    gmax = keys[:, : n_groups * group].unflatten(1, (group, n_groups)).amax(dim=1)
+    _, gid = torch.topk(gmax, n_cand, dim=1, sorted=False)
+    offsets = torch.arange(group, device=approx.device) * n_groups
+    cols = (gid.unsqueeze(2) + offsets).flatten(1)
+    if n_groups * group < n:  # the last columns always compete
+        tail = torch.arange(n_groups * group, n, device=approx.device)
+        cols = torch.cat([cols, tail.expand(m, -1)], dim=1)
+    vals, pos = torch.topk(approx.gather(1, cols), n_cand, dim=1, sorted=False)
+    cand = cols.gather(1, pos)
+    bad = (vals.min(dim=1).values <= 0).nonzero().squeeze(1)
+    if bad.numel():
+        vals[bad], cand[bad] = torch.topk(approx[bad], n_cand, dim=1, sorted=False)
+    return vals, cand
+
+
+_RERANK_BYTES = 4 << 20  # candidate vectors gathered at once (cache-sized)
+
+
+def _rerank(ref, cand, block, buf, sub: int) -> torch.Tensor:
+    """float32 inner products of each query row with its candidate references,
+    ``sub`` rows at a time so that the gathered vectors stay in cache."""
+    m, n_cand = cand.shape
+    out = block.new_empty((m, n_cand))
+    for s in range(0, m, sub):
+        c = cand[s : s + sub]
+        vecs = torch.index_select(ref, 0, c.reshape(-1), out=buf[: c.numel()])
+        rows = block[s : s + sub].unsqueeze(2)
+        torch.bmm(vecs.view(len(c), n_cand, -1), rows, out=out[s : s + sub, :, None])
+    return out
 
 
 def _exact_rows(q_rows, ref, k, self_cols):
@@ -298,11 +367,12 @@ def _bf16_knn(query, reference, k, leave_one_out, chunk_size, margin, device):
     q_all = torch.from_numpy(query).to(device)
     ref = q_all if leave_one_out else torch.from_numpy(reference).to(device)
     n_ref = ref.shape[0]
-    chunk_size = min(int(chunk_size), query.shape[0])
+    chunk_size = bf16_rows(chunk_size, query.shape[0], n_ref)
     n_cand = min(k + int(margin), n_ref - int(leave_one_out))
     certify_all = n_cand == n_ref - int(leave_one_out)  # every reference re-ranked
     products = Bf16Products(ref, chunk_size)
-    gather_buf = ref.new_empty((chunk_size * n_cand, ref.shape[1]))
+    sub = max(1, _RERANK_BYTES // (n_cand * ref.shape[1] * 4))
+    gather_buf = ref.new_empty((min(sub, chunk_size) * n_cand, ref.shape[1]))
     out_idx = np.empty((query.shape[0], k), dtype=np.int64)
     out_sim = np.empty((query.shape[0], k), dtype=np.float32)
     redone = 0
@@ -313,11 +383,8 @@ def _bf16_knn(query, reference, k, leave_one_out, chunk_size, margin, device):
         approx = products(block)
         if leave_one_out:
             approx[rows, rows + start] = -torch.inf
-        cand_val, cand = torch.topk(approx, n_cand, dim=1, sorted=False)
-        cand_vecs = torch.index_select(
-            ref, 0, cand.view(-1), out=gather_buf[: m * n_cand]
-        )
-        exact = torch.bmm(cand_vecs.view(m, n_cand, -1), block.unsqueeze(2)).squeeze(2)
+        cand_val, cand = top_candidates(approx, n_cand)
+        exact = _rerank(ref, cand, block, gather_buf, sub)
         sim, pos = torch.topk(exact, k, dim=1, sorted=True)
         idx = cand.gather(1, pos)
         if not certify_all:

@@ -145,14 +145,15 @@ def evaluate(
         raise ValueError(
             f"embeddings {x.shape} and labels {labels.shape} must be (N, D) and (N,)"
         )
-    x = normalize(x, opts.normalization)
     query_mask, gallery_mask = split_masks(is_query, is_gallery, x.shape[0])
     leave_one_out = query_mask is None
+    mode = opts.normalization
     if leave_one_out:
-        q_x, q_y, r_x, r_y = x, labels, None, labels
-    else:
-        q_x, q_y = x[query_mask], labels[query_mask]
-        r_x, r_y = x[gallery_mask], labels[gallery_mask]
+        q_x, q_y, r_x, r_y = normalize(x, mode), labels, None, labels
+    else:  # normalise the (fresh) subsets in place: no N×D copy beyond them
+        q_x, q_y = normalize(x[query_mask], mode, inplace=True), labels[query_mask]
+        r_x = normalize(x[gallery_mask], mode, inplace=True)
+        r_y = labels[gallery_mask]
     num_refs = len(r_y) - int(leave_one_out)
     relevant = relevant_counts(q_y, r_y, leave_one_out)
     normalized = opts.normalization == "l2"
@@ -203,9 +204,10 @@ def evaluate(
     metrics["retrieval_mode"] = "leave_one_out" if leave_one_out else "query_gallery"
     if opts.clustering:
         c_mask = clustering_rows(query_mask, gallery_mask, opts.inshop_set)
+        c_x = q_x if leave_one_out else normalize(x[c_mask], mode, inplace=True)
         metrics.update(
             clustering_metrics(
-                x[c_mask],
+                c_x,
                 labels[c_mask],
                 seed=opts.seed,
                 backend=opts.clustering_backend,

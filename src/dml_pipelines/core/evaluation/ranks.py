@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .knn import Bf16Products
+from .knn import Bf16Products, bf16_rows
 
 NO_POSITIVE = np.iinfo(np.int64).max  # rank of a query without a positive
 
@@ -117,7 +117,7 @@ def first_positive_ranks(
     todo = np.nonzero(has_pos)[0]
     if not len(todo):
         return ranks, 0
-    chunk_size = max(1, min(int(chunk_size), len(todo)))
+    chunk_size = bf16_rows(chunk_size, len(todo), ref.shape[0])
     bias = None if normalized else (ref * ref).sum(dim=1).mul_(-0.5)
     counter = _Counter(ref.shape[0], chunk_size)
     products = Bf16Products(ref, chunk_size) if backend == "bf16" else None
@@ -147,13 +147,33 @@ def first_positive_ranks(
         # decided: for every K, hi < K (a hit for sure) or lo >= K (a miss)
         decided = ((hi[:, None] < ks) | (lo[:, None] >= ks)).all(dim=1)
         out = lo.numpy().copy()
-        undecided = (~decided).nonzero().squeeze(1)
-        if undecided.numel():
-            redone += undecided.numel()
-            u = undecided
-            out[u.numpy()] = _exact_counts(block[u], ref, bias, idx[u], ok[u], counter)
+        u = (~decided).nonzero().squeeze(1)
+        if u.numel():
+            redone += u.numel()
+            if int((hi[u] - lo[u]).sum()) <= _BAND_PAIRS:
+                out[u.numpy()] = _refine(
+                    approx[u], up[u], down[u], lo[u], block[u], ref, best[u]
+                )
+            else:
+                out[u.numpy()] = _exact_counts(
+                    block[u], ref, bias, idx[u], ok[u], counter
+                )
         ranks[sel] = out
     return ranks, redone
+
+
+def _refine(approx, up, down, lo, block, ref, best) -> np.ndarray:
+    """Exact counts of undecided rows: ``lo`` plus the references of the band
+    down < ŝ ≤ up (``hi - lo`` of them per row) whose float32 similarity beats
+    the best positive; every reference above the band is already in ``lo``."""
+    band = (approx > down[:, None]) & ~(approx > up[:, None])
+    r, c = band.nonzero(as_tuple=True)
+    exact = (block[r] * ref[c]).sum(dim=1)
+    extra = torch.bincount(r[exact > best[r]], minlength=len(lo))
+    return (lo + extra).numpy()
+
+
+_BAND_PAIRS = 1 << 22  # larger bands: whole rows are counted in float32
 
 
 class _Counter:
@@ -165,9 +185,21 @@ class _Counter:
 
     def __call__(self, values: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
         mask = self.mask[: values.shape[0]]
-        # a bfloat16 tensor compared with a float32 threshold is promoted: exact.
-        torch.gt(values, threshold.to(torch.float32), out=mask)
-        return mask.view(torch.uint8).sum(dim=1, dtype=torch.int64)
+        threshold = threshold.to(torch.float32)
+        if values.dtype == torch.bfloat16:
+            threshold = bf16_floor(threshold)  # same verdicts, ~4x faster compare
+        torch.gt(values, threshold, out=mask)
+        return mask.view(torch.uint8).sum(dim=1, dtype=torch.int32).long()
+
+
+def bf16_floor(t: torch.Tensor) -> torch.Tensor:
+    """The largest bfloat16 ≤ each float32 t. For any bfloat16 v, v > t exactly
+    when v > bf16_floor(t): no bfloat16 lies in (bf16_floor(t), t]."""
+    down = t.to(torch.bfloat16)
+    too_big = down.float() > t
+    return torch.where(
+        too_big, torch.nextafter(down, torch.full_like(down, -torch.inf)), down
+    )
 
 
 def _exact_counts(block, ref, bias, idx, ok, counter) -> np.ndarray:
