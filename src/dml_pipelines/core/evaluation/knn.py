@@ -86,9 +86,12 @@ def faiss_num_gpus(faiss) -> int:
 
 def bf16_is_fast() -> bool:
     """bfloat16 matrix products run on dedicated hardware here: a CUDA GPU, or a
-    CPU with AMX-BF16 or AVX512-BF16 (read from ``/proc/cpuinfo``)."""
-    if torch.cuda.is_available():
-        return True
+    CPU with AMX-BF16 or AVX512-BF16 (``cpu_bf16_is_fast``)."""
+    return torch.cuda.is_available() or cpu_bf16_is_fast()
+
+
+def cpu_bf16_is_fast() -> bool:
+    """The CPU has AMX-BF16 or AVX512-BF16 (read from ``/proc/cpuinfo``)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
