@@ -167,6 +167,17 @@ def test_auto_backend_is_recorded(worked_example, monkeypatch):
         evaluate(x, y, knn_backend="bf16", normalization="none")
 
 
+def test_non_finite_embeddings_are_a_one_line_error(worked_example):
+    x, y = worked_example
+    x = x.copy()
+    x[3, 1] = np.nan
+    x[5, 0] = np.inf
+    with pytest.raises(
+        ValueError, match=r"2 of 7 rows hold NaN or inf \(first: row 3\)"
+    ):
+        evaluate(x, y)
+
+
 def test_option_errors_name_the_setting(worked_example):
     x, y = worked_example
     with pytest.raises(ValueError, match="knn_bakend"):

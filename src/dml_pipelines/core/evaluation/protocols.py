@@ -145,6 +145,13 @@ def evaluate(
         raise ValueError(
             f"embeddings {x.shape} and labels {labels.shape} must be (N, D) and (N,)"
         )
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValueError(
+            f"embeddings: {len(bad)} of {len(x)} rows hold NaN or inf (first: row "
+            f"{bad[0]}); the model diverged or the artifact is corrupt"
+        )
     query_mask, gallery_mask = split_masks(is_query, is_gallery, x.shape[0])
     leave_one_out = query_mask is None
     mode = opts.normalization
