@@ -6,7 +6,7 @@ L2-normalised vectors, ``IndexFlatL2`` otherwise), a chunked pure-torch search
 ``bf16``, a chunked torch search whose matrix product runs in bfloat16 (AMX /
 tensor cores, several times faster than float32) to pick candidates that are then
 re-ranked in float32. ``bf16`` stays exact: a rigorous bound on the bfloat16 error
-(``bf16_error_bound``) certifies, row by row, that no reference outside the
+(``Bf16Products``) certifies, row by row, that no reference outside the
 candidates can enter the top k; a row that cannot be certified is searched again
 in float32. ``auto`` picks ``bf16`` where bfloat16 matrix products are fast (a GPU,
 or a CPU with AMX-BF16 / AVX512-BF16) and the vectors are L2-normalised, else
@@ -86,12 +86,9 @@ def faiss_num_gpus(faiss) -> int:
 
 def bf16_is_fast() -> bool:
     """bfloat16 matrix products run on dedicated hardware here: a CUDA GPU, or a
-    CPU with AMX-BF16 or AVX512-BF16 (``cpu_bf16_is_fast``)."""
-    return torch.cuda.is_available() or cpu_bf16_is_fast()
-
-
-def cpu_bf16_is_fast() -> bool:
-    """The CPU has AMX-BF16 or AVX512-BF16 (read from ``/proc/cpuinfo``)."""
+    CPU with AMX-BF16 or AVX512-BF16 (read from ``/proc/cpuinfo``)."""
+    if torch.cuda.is_available():
+        return True
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .clustering import CLUSTERING_BACKENDS, clustering_metrics
 from .embeddings import NORMALIZATIONS, EmbeddingSet, normalize
-from .knn import KNN_BACKENDS, cpu_bf16_is_fast, knn, resolve_backend
+from .knn import KNN_BACKENDS, knn, resolve_backend
 from .ranks import NO_POSITIVE, first_positive_ranks, positive_table
 from .retrieval import (
     DEEP_RECALL,
@@ -189,11 +189,7 @@ def evaluate(
             rows,
             positive_table(q_y, r_y, leave_one_out),
             normalized=normalized,
-            # counting runs on the CPU: bf16 there only where the CPU is fast at
-            # it (an explicit knn_backend: bf16 is honoured)
-            backend=backend
-            if opts.knn_backend == "bf16" or cpu_bf16_is_fast()
-            else "torch",
+            backend=backend,
             decide_at=deep_ks,
             chunk_size=opts.knn_chunk_size,
         )

@@ -103,6 +103,8 @@ def first_positive_ranks(
     if backend == "bf16" and not normalized:
         raise ValueError("metrics.knn_backend: bf16 needs L2-normalised embeddings")
     leave_one_out = reference is None
+    # where the bf16 search runs: a GPU if there is one (same code as on the CPU)
+    device = "cuda" if backend == "bf16" and torch.cuda.is_available() else "cpu"
     q_all = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
     ref = (
         q_all
@@ -111,21 +113,24 @@ def first_positive_ranks(
     )
     pos_idx = torch.from_numpy(positives[0])
     pos_ok = torch.from_numpy(positives[1])
+    q_all, ref, pos_idx, pos_ok = (t.to(device) for t in (q_all, ref, pos_idx, pos_ok))
     rows = np.asarray(rows, dtype=np.int64)
     ranks = np.full(len(rows), NO_POSITIVE, dtype=np.int64)
-    has_pos = pos_ok[torch.from_numpy(rows)].any(dim=1).numpy()
+    has_pos = pos_ok[torch.from_numpy(rows).to(device)].any(dim=1).cpu().numpy()
     todo = np.nonzero(has_pos)[0]
     if not len(todo):
         return ranks, 0
     chunk_size = bf16_rows(chunk_size, len(todo), ref.shape[0])
     bias = None if normalized else (ref * ref).sum(dim=1).mul_(-0.5)
-    counter = _Counter(ref.shape[0], chunk_size)
+    counter = _Counter(ref.shape[0], chunk_size, device)
     products = Bf16Products(ref, chunk_size) if backend == "bf16" else None
-    ks = torch.tensor(sorted(set(int(k) for k in decide_at)), dtype=torch.int64)
+    ks = torch.tensor(
+        sorted(set(int(k) for k in decide_at)), dtype=torch.int64, device=device
+    )
     redone = 0
     for s in range(0, len(todo), chunk_size):
         sel = todo[s : s + chunk_size]
-        q_rows = torch.from_numpy(rows[sel])
+        q_rows = torch.from_numpy(rows[sel]).to(device)
         block = q_all[q_rows]
         idx, ok = pos_idx[q_rows], pos_ok[q_rows]
         if products is None:
@@ -146,16 +151,16 @@ def first_positive_ranks(
         hi = counter(approx, down[:, None])
         # decided: for every K, hi < K (a hit for sure) or lo >= K (a miss)
         decided = ((hi[:, None] < ks) | (lo[:, None] >= ks)).all(dim=1)
-        out = lo.numpy().copy()
+        out = lo.cpu().numpy().copy()
         u = (~decided).nonzero().squeeze(1)
         if u.numel():
             redone += u.numel()
             if int((hi[u] - lo[u]).sum()) <= _BAND_PAIRS:
-                out[u.numpy()] = _refine(
+                out[u.cpu().numpy()] = _refine(
                     approx[u], up[u], down[u], lo[u], block[u], ref, best[u]
                 )
             else:
-                out[u.numpy()] = _exact_counts(
+                out[u.cpu().numpy()] = _exact_counts(
                     block[u], ref, bias, idx[u], ok[u], counter
                 )
         ranks[sel] = out
@@ -170,7 +175,7 @@ def _refine(approx, up, down, lo, block, ref, best) -> np.ndarray:
     r, c = band.nonzero(as_tuple=True)
     exact = (block[r] * ref[c]).sum(dim=1)
     extra = torch.bincount(r[exact > best[r]], minlength=len(lo))
-    return (lo + extra).numpy()
+    return (lo + extra).cpu().numpy()
 
 
 _BAND_PAIRS = 1 << 22  # larger bands: whole rows are counted in float32
@@ -180,8 +185,8 @@ class _Counter:
     """Row-wise count of entries above a per-row threshold, through reused
     buffers (a bool buffer summed as bytes is ~2x faster than ``(a > t).sum``)."""
 
-    def __init__(self, width: int, rows: int):
-        self.mask = torch.empty((rows, width), dtype=torch.bool)
+    def __init__(self, width: int, rows: int, device: str = "cpu"):
+        self.mask = torch.empty((rows, width), dtype=torch.bool, device=device)
 
     def __call__(self, values: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
         mask = self.mask[: values.shape[0]]
@@ -209,4 +214,4 @@ def _exact_counts(block, ref, bias, idx, ok, counter) -> np.ndarray:
         scores += bias
     best = scores.gather(1, idx).masked_fill(~ok, -torch.inf).max(dim=1).values
     scores.scatter_(1, idx, -torch.inf)
-    return counter(scores, best[:, None]).numpy()
+    return counter(scores, best[:, None]).cpu().numpy()
