@@ -37,7 +37,7 @@ def test_contrastive_c1_learns_on_glyphs(project):
     least 30 points above the untrained network's, recorded beside it."""
     sh([sys.executable, "-m", "kedro", "run", "--pipelines=contrastive_c1"], project)
     m = json.loads(
-        (project / "data/08_reporting/glyphs/contrastive_c1/metrics.json").read_text()
+        (project / "data/08_reporting/glyphs/contrastive_c1/seed0/metrics.json").read_text()
     )
     assert m["dataset"] == "glyphs" and m["num_queries"] == 2400
     assert m["recall@1"] >= m["untrained"]["recall@1"] + 0.30, m
@@ -165,7 +165,7 @@ def test_a_csv_dataset_runs_through_dvc_like_the_embedded_ones(tmp_path):
     assert "Running stage 'data_external@csv'" in out
     assert "Running stage 'evaluate@contrastive_c1-csv'" in out
     m = json.loads(
-        (repo / "data/08_reporting/csv/contrastive_c1/metrics.json").read_text()
+        (repo / "data/08_reporting/csv/contrastive_c1/seed0/metrics.json").read_text()
     )
     assert m["dataset"] == "csv" and m["num_queries"] == 36
     assert "didn't change" in sh(["dvc", "repro"], repo).stdout

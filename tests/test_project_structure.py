@@ -62,7 +62,9 @@ def test_every_pipeline_folder_exposes_create_pipeline():
 
 
 def test_registry_has_data_and_one_namespaced_pipeline_per_method():
-    from dml_pipelines.core.config import METHOD_CONFIGS
+    from dml_pipelines.core.methods.configs import method_configs
+
+    METHOD_CONFIGS = method_configs()
     from dml_pipelines.pipeline_registry import register_pipelines
 
     pipes = register_pipelines()
@@ -85,7 +87,10 @@ def test_registry_has_data_and_one_namespaced_pipeline_per_method():
 
 
 def test_dvc_grid_agrees_with_the_vars_file_and_the_registry():
-    from dml_pipelines.core.config import DATASETS, METHOD_CONFIGS
+    from dml_pipelines.core.config import DATASETS
+    from dml_pipelines.core.methods.configs import method_configs
+
+    METHOD_CONFIGS = method_configs()
 
     grid = yaml.safe_load((ROOT / "conf" / "grid.yaml").read_text())
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())

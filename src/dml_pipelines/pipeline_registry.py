@@ -1,10 +1,11 @@
-"""Project pipelines: ``data``, and one per method and baseline (the method
-template under a namespace equal to its name).
+"""Project pipelines: ``data``, one per method and baseline (the method template
+under a namespace equal to its name) and ``<method>_mlrc`` (MLRC evaluation over
+the fold models).
 
 Kedro 1.7's ``find_pipelines`` loads a requested pipeline from the folder of the
 same name (``kedro run --pipelines=ccp`` looks for ``pipelines/ccp``), which
 cannot serve namespaced instances of one shared template; so the registry is
-explicit, and ``tests/test_pipeline_registry.py`` checks that every folder under
+explicit, and ``tests/test_project_structure.py`` checks that every folder under
 ``pipelines/`` exposes a ``create_pipeline`` returning a ``Pipeline``.
 """
 

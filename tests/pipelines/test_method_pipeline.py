@@ -19,7 +19,7 @@ def test_method_pipeline_runs_end_to_end_on_a_tiny_subset(project):
     run(project, "contrastive_c1", TINY)
     out = project / "data"
     metrics = json.loads(
-        (out / "08_reporting/digits/contrastive_c1/metrics.json").read_text()
+        (out / "08_reporting/digits/contrastive_c1/seed0/metrics.json").read_text()
     )
     for key in (
         "recall@1",
@@ -41,27 +41,27 @@ def test_method_pipeline_runs_end_to_end_on_a_tiny_subset(project):
     assert 0 < metrics["untrained"]["recall@1"] <= 1
     assert metrics["map@r"] <= metrics["r_precision"]
     card = json.loads(
-        (out / "08_reporting/digits/contrastive_c1/protocol_card.json").read_text()
+        (out / "08_reporting/digits/contrastive_c1/seed0/protocol_card.json").read_text()
     )
     assert metrics["recipe"] == "digits" and card["recipe"] == "digits"
     assert card["batch"] == "5 classes x 12 samples"  # the digits recipe
     assert card["backbone"] == "small_cnn" and card["selected_on"] == "last epoch"
     assert "cache_resize_shorter" in card
     history = (
-        out / "07_model_output/digits/contrastive_c1/training_history.csv"
+        out / "07_model_output/digits/contrastive_c1/seed0/training_history.csv"
     ).read_text()
     assert history.splitlines()[0].startswith("epoch,loss")
     assert len(history.splitlines()) == 3
-    assert (out / "06_models/digits/contrastive_c1/checkpoints/last.pt").exists()
-    per_class = (out / "08_reporting/digits/contrastive_c1/per_class.csv").read_text()
+    assert (out / "06_models/digits/contrastive_c1/seed0/checkpoints/last.pt").exists()
+    per_class = (out / "08_reporting/digits/contrastive_c1/seed0/per_class.csv").read_text()
     assert per_class.splitlines()[0] == "label,num_queries,recall@1,r_precision,map@r"
 
 
 def test_evaluation_tag_rescores_without_retraining(project):
     run(project, "contrastive_c1", TINY)
-    state = project / "data/06_models/digits/contrastive_c1/model_state.pt"
+    state = project / "data/06_models/digits/contrastive_c1/seed0/model_state.pt"
     mtime = state.stat().st_mtime_ns
-    metrics = project / "data/08_reporting/digits/contrastive_c1/metrics.json"
+    metrics = project / "data/08_reporting/digits/contrastive_c1/seed0/metrics.json"
     metrics.unlink()
     run(
         project,
@@ -138,7 +138,7 @@ def test_same_seed_twice_gives_identical_metrics(
 
     run(project, "contrastive_c1", TINY)
     first = (
-        project / "data/08_reporting/digits/contrastive_c1/metrics.json"
+        project / "data/08_reporting/digits/contrastive_c1/seed0/metrics.json"
     ).read_text()
     other = tmp_path_factory.mktemp("again")
     for name in ("conf", "pyproject.toml", ".telemetry", "src"):
@@ -147,7 +147,7 @@ def test_same_seed_twice_gives_identical_metrics(
     monkeypatch.chdir(other)
     run(other, "contrastive_c1", TINY)
     second = (
-        other / "data/08_reporting/digits/contrastive_c1/metrics.json"
+        other / "data/08_reporting/digits/contrastive_c1/seed0/metrics.json"
     ).read_text()
     assert first == second
     assert json.loads(first)["recall@1"] > 0
@@ -194,16 +194,16 @@ def test_validation_selection_holds_out_fold_block_3(project):
     run(project, "contrastive_c1", params)
     out = project / "data"
     history = (
-        out / "07_model_output/digits/contrastive_c1/training_history.csv"
+        out / "07_model_output/digits/contrastive_c1/seed0/training_history.csv"
     ).read_text()
     header = history.splitlines()[0].split(",")
     assert {"val/recall@1", "val/map@r", "val/r_precision"} <= set(header)
     metrics = json.loads(
-        (out / "08_reporting/digits/contrastive_c1/metrics.json").read_text()
+        (out / "08_reporting/digits/contrastive_c1/seed0/metrics.json").read_text()
     )
     assert metrics["checkpoint_selection"] == "validation"
     card = json.loads(
-        (out / "08_reporting/digits/contrastive_c1/protocol_card.json").read_text()
+        (out / "08_reporting/digits/contrastive_c1/seed0/protocol_card.json").read_text()
     )
     assert card["selected_on"] == "held-out training classes (fold_block 3)"
-    assert (out / "06_models/digits/contrastive_c1/checkpoints/best.pt").exists()
+    assert (out / "06_models/digits/contrastive_c1/seed0/checkpoints/best.pt").exists()

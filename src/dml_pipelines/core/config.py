@@ -15,7 +15,6 @@ from pydantic import (
     Field,
     RootModel,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
@@ -81,7 +80,12 @@ class BackboneConfig(StrictModel):
 
 class OptimizerConfig(StrictModel):
     """``name`` in adam, adamw, radam, sgd, rmsprop; ``lr`` is the base learning
-    rate; ``*_lr_mult`` scale it per parameter group (proxies: ``loss_lr_mult``)."""
+    rate; ``*_lr_mult`` scale it per parameter group (proxies: ``loss_lr_mult``).
+
+    ``grad_transforms`` run in list order on the (unscaled) gradients between
+    backward and the step: ``coupled_weight_decay`` {weight_decay, groups},
+    ``clip_norm`` {max_norm}, ``clip_value`` {clip_value}. ``grad_clip_norm: x``
+    is shorthand for a final ``{name: clip_norm, args: {max_norm: x}}``."""
 
     name: str = "adam"
     lr: float = Field(1e-3, gt=0)
@@ -91,6 +95,7 @@ class OptimizerConfig(StrictModel):
     head_lr_mult: float = Field(1.0, ge=0)
     loss_lr_mult: float = Field(1.0, ge=0)
     grad_clip_norm: float | None = Field(None, gt=0)
+    grad_transforms: list[Component] = Field(default_factory=list)
 
 
 class RandomFactorisation(StrictModel):
@@ -120,7 +125,27 @@ class TransformsConfig(StrictModel):
     normalize_std: list[float] | None = None
 
 
+class EarlyStoppingConfig(StrictModel):
+    """Stop when the selection metric has not improved by more than
+    ``min_delta`` for ``patience`` epochs; ``restore_best`` loads the best
+    weights at the end. ``metric`` defaults to ``training.validation_metric``."""
+
+    metric: str | None = None
+    mode: Literal["max", "min"] | None = None
+    patience: int = Field(5, gt=0)
+    min_delta: float = Field(0.0, ge=0)
+    restore_best: bool = True
+
+
 class TrainingConfig(StrictModel):
+    """Loop settings. ``validation_metric``/``selection_mode`` choose the
+    checkpoint (any key of the validation dict: ``map@r``, ``recall@1``,
+    ``r_precision``); ``validation_fold`` is the MLRC class block held out when
+    ``checkpoint_selection: validation`` (the run axis ``run.fold`` sets it);
+    ``init_from`` warm-starts from a checkpoint or a torchvision weights file;
+    ``label_noise`` reassigns that fraction of the training labels to another
+    class drawn uniformly (fixed by the seed; the noisy-label experiments)."""
+
     epochs: int = Field(20, ge=0)
     warmup_epochs: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -131,12 +156,22 @@ class TrainingConfig(StrictModel):
     eval_batch_size: int = Field(256, gt=0)
     checkpoint_selection: Literal["last", "validation", "test_recall_at_1"] = "last"
     validation_metric: Literal["map@r", "recall@1", "r_precision"] = "map@r"
+    selection_mode: Literal["max", "min"] = "max"
+    validation_fold: int = Field(3, ge=0)
+    folds: int = Field(4, ge=2)
     scheduler: Component | None = None
+    early_stopping: EarlyStoppingConfig | None = None
+    init_from: str | None = None
+    label_noise: float = Field(0.0, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _warmup(self):
         if self.warmup_epochs > self.epochs:
             raise ValueError("warmup_epochs must not exceed epochs")
+        if self.validation_fold >= self.folds:
+            raise ValueError(
+                f"validation_fold {self.validation_fold} must be < folds {self.folds}"
+            )
         return self
 
 
@@ -154,6 +189,7 @@ class MethodConfig(StrictModel):
     recipes: dict[str, dict[str, Any]] = Field(default_factory=dict)
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     pooling: Component = Field(default_factory=lambda: Component(name="gap"))
+    head: Component = Field(default_factory=lambda: Component(name="linear"))
     embedding_dim: int = Field(64, gt=0)
     normalization: Literal["l2", "lipschitz", "none"] = "l2"
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
@@ -327,30 +363,54 @@ class PathsParams(StrictModel):
     models: str = "data/06_models"
 
 
-# The baselines of specs/baselines.md §1.1: pipeline name = loss registry key.
-BASELINES = (
-    "contrastive_c1",
-    "contrastive_c2",
-    "triplet",
-    "multi_similarity",
-    "proxy_anchor",
-    "proxy_nca_pp",
-    "soft_triple",
-)
+class RunParams(StrictModel):
+    """The run axes (``--params run.seed=1,run.fold=0``): the training seed and,
+    under MLRC, the held-out class block (``None``: conventional protocol, all
+    training classes). Every artifact path carries ``seed<S>[/fold<F>]``."""
 
-#: method/pipeline name -> its config model (torch-free; used by Kedro wiring)
-METHOD_CONFIGS: dict[str, type[MethodConfig]] = {
-    name: BaselineConfig for name in BASELINES
-}
+    error_key: ClassVar[str] = "run"
+
+    seed: int = 0
+    fold: int | None = Field(None, ge=0)
+
+    @property
+    def directory(self) -> str:
+        """``seed<S>`` or ``seed<S>/fold<F>``."""
+        return run_directory(self.seed, self.fold)
+
+    def apply(self, cfg: MethodConfig) -> MethodConfig:
+        """``cfg`` with ``training.seed`` = ``seed``; under a fold, checkpoint
+        selection on the held-out block ``fold`` (MLRC)."""
+        training: dict[str, Any] = {"seed": self.seed}
+        if self.fold is not None:
+            if self.fold >= cfg.training.folds:
+                raise ValueError(
+                    f"run.fold: {self.fold} must be < training.folds "
+                    f"{cfg.training.folds}"
+                )
+            training.update(
+                checkpoint_selection="validation", validation_fold=self.fold
+            )
+        raw = cfg.model_dump(mode="json")
+        raw["training"].update(training)
+        return type(cfg).model_validate(raw)
+
+
+def run_directory(seed: Any, fold: Any = None) -> str:
+    """The run folder ``seed<S>`` or ``seed<S>/fold<F>`` (``fold`` None, ``null``
+    or empty: no fold level). Also the catalog's ``run_dir`` resolver."""
+    if fold is None or str(fold).lower() in ("", "none", "null"):
+        return f"seed{int(seed)}"
+    return f"seed{int(seed)}/fold{int(fold)}"
 
 
 def parse_method_config(raw: dict[str, Any]) -> MethodConfig:
-    """Validate a method block with the model registered for its ``method``."""
+    """Validate a method block with the config model registered for its
+    ``method`` (``core/methods/<name>_config.py``)."""
+    from dml_pipelines.core.methods.configs import config_for
+
     name = raw.get("method") if isinstance(raw, dict) else None
-    if name not in METHOD_CONFIGS:
-        valid = ", ".join(sorted(METHOD_CONFIGS))
-        raise KeyError(f"method: unknown method {name!r}; valid: {valid}")
-    return METHOD_CONFIGS[name].model_validate(raw)
+    return config_for(name).model_validate(raw)
 
 
 def protocol_card(cfg: MethodConfig, cache_manifest: dict[str, Any]) -> dict[str, Any]:
@@ -380,99 +440,13 @@ def protocol_card(cfg: MethodConfig, cache_manifest: dict[str, Any]) -> dict[str
         "epochs": t.epochs,
         "warmup_epochs": t.warmup_epochs,
         "checkpoint_selection": t.checkpoint_selection,
+        "selection_metric": None
+        if t.checkpoint_selection == "last"
+        else f"{t.validation_metric} ({t.selection_mode})",
         "selected_on": {
             "last": "last epoch",
-            "validation": "held-out training classes (fold_block 3)",
+            "validation": f"held-out training classes (fold_block {t.validation_fold})",
             "test_recall_at_1": "the test split (optimistic)",
         }[t.checkpoint_selection],
         "seed": t.seed,
     }
-
-
-# --- intra_batch (specs/methods/intra_batch.md) -----------------------------------
-
-INTRA_BATCH_LOSSES = ("backbone_ce", "mpn_ce")
-
-
-class MPNConfig(StrictModel):
-    """Message-passing network (§3): L post-norm attention layers, H heads."""
-
-    layers: int = Field(1, gt=0)
-    heads: int = Field(2, gt=0)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    cat: bool = False
-    ffn_mult: int = Field(4, gt=0)
-
-
-class LrDrop(StrictModel):
-    """At the start of 1-based ``epoch``: reload the best checkpoint, then set
-    lr = base lr × ``factor`` (factors are relative to the base lr)."""
-
-    epoch: int = Field(gt=0)
-    factor: float = Field(gt=0)
-
-
-class LossWeights(StrictModel):
-    backbone_ce: float = Field(1.0, ge=0)
-    mpn_ce: float = Field(1.0, ge=0)
-
-
-class IntraBatchConfig(MethodConfig):
-    """Intra-Batch connections (MPN over the batch graph, label-smoothed CE)."""
-
-    normalization: Literal["l2"] = "l2"
-    attention_zero_logit: bool = True
-    mpn: MPNConfig = Field(default_factory=MPNConfig)
-    temperature: float = Field(0.2, gt=0)
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-    losses: list[Literal["backbone_ce", "mpn_ce"]] = Field(
-        default_factory=lambda: list(INTRA_BATCH_LOSSES), min_length=1
-    )
-    loss_weights: LossWeights = Field(default_factory=LossWeights)
-    lr_drops: list[LrDrop] = Field(
-        default_factory=lambda: [
-            LrDrop(epoch=31, factor=0.1),
-            LrDrop(epoch=51, factor=0.1),
-        ]
-    )
-    ddp_graph: Literal["local", "global"] = "local"
-
-    @field_validator("ddp_graph")
-    @classmethod
-    def _local_only(cls, value: str) -> str:
-        if value != "local":
-            raise ValueError(
-                "'global' (differentiable all-gather) is not implemented; valid: local"
-            )
-        return value
-
-    @field_validator("losses")
-    @classmethod
-    def _unique(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError("a loss is listed twice")
-        return value
-
-    @field_validator("lr_drops")
-    @classmethod
-    def _increasing(cls, value: list[LrDrop]) -> list[LrDrop]:
-        epochs = [d.epoch for d in value]
-        if epochs != sorted(set(epochs)):
-            raise ValueError("epochs must be strictly increasing")
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        if self.embedding_dim % self.mpn.heads:
-            raise ValueError(
-                f"mpn.heads: {self.mpn.heads} does not divide embedding_dim "
-                f"{self.embedding_dim}"
-            )
-        if self.lr_drops and self.training.scheduler is not None:
-            raise ValueError(
-                "lr_drops: set lr_drops: [] to use training.scheduler (both set lr)"
-            )
-        return self
-
-
-METHOD_CONFIGS["intra_batch"] = IntraBatchConfig

@@ -1,6 +1,15 @@
-"""Per-method parameter typing for the shared template's node functions."""
+"""Per-method parameter typing for the shared template's node functions, and
+the one place that resolves the config a run uses."""
 
 import functools
+
+from dml_pipelines.core.config import DataParams, MethodConfig, RunParams
+
+
+def resolve(params: MethodConfig, data: DataParams, run: RunParams) -> MethodConfig:
+    """The config of this run: the dataset's recipe, then the run axes (seed,
+    MLRC fold). Every node uses it, so all agree on one config."""
+    return run.apply(params.for_dataset(data.name))
 
 
 def typed(func, config_cls):

@@ -31,7 +31,7 @@ class Kill(Callback):
     def on_epoch_start(self, trainer, epoch):
         self.epoch = epoch
 
-    def on_step_end(self, trainer, step, loss):
+    def on_step_end(self, trainer, logs, step):
         if self.epoch == self.at and step % len(trainer.loader) == 1:
             raise KeyboardInterrupt
 

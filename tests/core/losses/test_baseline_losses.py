@@ -55,7 +55,7 @@ def test_c1_proxy_form_uses_all_reference_pairs(batch):
             s = cos(x[a], proxies[j])
             ref += (1 - s) if y[a] == py[j] else max(s - 0.5, 0)
     ref /= len(y)
-    got = build("contrastive_c1")(x, y, ref_emb=proxies, ref_labels=py)
+    got = build("contrastive_c1")(x, y, ref_embeddings=proxies, ref_labels=py)
     assert abs(float(got) - ref) < 1e-10
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 import yaml
 
-from dml_pipelines.core.config import IntraBatchConfig, parse_method_config
+from dml_pipelines.core.config import parse_method_config
+from dml_pipelines.core.methods.intra_batch_config import IntraBatchConfig
 from dml_pipelines.core.data.samplers import PKSampler
 from dml_pipelines.core.engine.optim import build_optimizer
 from dml_pipelines.core.losses.label_smoothed_ce import label_smoothed_ce
@@ -48,7 +49,7 @@ def test_backbone_embedding_is_unit_norm_and_eval_ignores_the_mpn():
     assert isinstance(method, IntraBatch)
     torch.testing.assert_close(method.embedder(x).norm(dim=1), torch.ones(8))
     before = method.embed(x).clone()
-    torch.testing.assert_close(before, method.embedder.features(x))
+    torch.testing.assert_close(before, method.embedder.embedding(x))
     with torch.no_grad():
         for p in mpn_params(method):
             p.add_(torch.randn_like(p))
@@ -62,7 +63,7 @@ def test_backbone_only_is_plain_smoothed_ce_and_mpn_gets_no_gradient(over):
     method, _ = make(**over)
     x, y = batch(1)
     loss, logs = method.training_loss(x, y)
-    u = method.embedder.features(x)
+    u = method.embedder.embedding(x)
     expected = label_smoothed_ce(method.classifier(u), y, 0.3, 0.1)
     torch.testing.assert_close(loss, expected)
     loss.backward()
@@ -86,7 +87,7 @@ def test_loss_is_the_weighted_sum_of_both_terms():
     method.eval()  # no dropout: the terms are reproducible
     x, y = batch(2)
     loss, logs = method.training_loss(x, y)
-    e = torch.nn.functional.normalize(method.embedder.features(x), dim=1)
+    e = torch.nn.functional.normalize(method.embedder.embedding(x), dim=1)
     g = method.mpn_classifier(method.mpn(e))
     assert logs["mpn_ce"] == pytest.approx(float(label_smoothed_ce(g, y, 0.3).detach()))
     assert float(loss.detach()) == pytest.approx(

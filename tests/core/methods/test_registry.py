@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from dml_pipelines.core.config import BASELINES, parse_method_config
+from dml_pipelines.core.config import parse_method_config
+from dml_pipelines.core.methods.baselines_config import BASELINES
 from dml_pipelines.core.methods.registry import build_method, load_all
 
 
@@ -40,10 +41,12 @@ def test_eval_embedding_is_the_embedders_output():
     torch.manual_seed(0)
     method = build_method(small("contrastive_c1"), 4).eval()
     x = torch.randn(3, 3, 16, 16)
-    torch.testing.assert_close(method.embed(x), method.embedder.features(x))
+    torch.testing.assert_close(method.embed(x), method.embedder.embedding(x))
 
 
 def test_every_registered_method_has_a_config_model():
-    from dml_pipelines.core.config import METHOD_CONFIGS
+    from dml_pipelines.core.methods.configs import method_configs
+
+    METHOD_CONFIGS = method_configs()
 
     assert set(load_all().names()) == set(METHOD_CONFIGS)

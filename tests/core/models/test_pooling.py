@@ -21,7 +21,9 @@ def test_pooling_matches_loop_then_applies_head(name):
     fmap = torch.randn(3, 5, 4, 3, dtype=torch.float64)
     head = torch.nn.Linear(5, 2).double()
     out = POOLINGS.get(name)()(fmap, head)
-    torch.testing.assert_close(out, head(_loop_pool(fmap, name)), rtol=0, atol=1e-12)
+    pooled = _loop_pool(fmap, name)
+    torch.testing.assert_close(out["pooled"], pooled, rtol=0, atol=1e-12)
+    torch.testing.assert_close(out["embedding"], head(pooled), rtol=0, atol=1e-12)
 
 
 def test_unknown_pooling_lists_valid_names():

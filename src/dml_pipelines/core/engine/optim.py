@@ -21,6 +21,45 @@ SCHEDULERS.register("step")(torch.optim.lr_scheduler.StepLR)
 SCHEDULERS.register("multistep")(torch.optim.lr_scheduler.MultiStepLR)
 SCHEDULERS.register("cosine")(torch.optim.lr_scheduler.CosineAnnealingLR)
 SCHEDULERS.register("exponential")(torch.optim.lr_scheduler.ExponentialLR)
+#: stepped with the selection metric after validation (mode from selection_mode)
+SCHEDULERS.register("plateau")(torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+class WarmupCosine:
+    """lr factor per epoch e (0-based): linear warm-up (e + 1) / W for e < W, then
+    cosine from 1 to ``min_factor`` over the remaining ``total − W`` epochs."""
+
+    def __init__(self, warmup: int, total: int, min_factor: float) -> None:
+        self.warmup, self.total, self.min_factor = warmup, total, min_factor
+
+    def __call__(self, epoch: int) -> float:
+        import math
+
+        if epoch < self.warmup:
+            return (epoch + 1) / self.warmup
+        span = max(self.total - self.warmup, 1)
+        t = min(epoch - self.warmup, span) / span
+        return self.min_factor + (1 - self.min_factor) * 0.5 * (
+            1 + math.cos(math.pi * t)
+        )
+
+
+@SCHEDULERS.register("cosine_warmup")
+def cosine_warmup(
+    optimizer: torch.optim.Optimizer,
+    total_epochs: int,
+    warmup_epochs: int = 0,
+    min_factor: float = 0.0,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Cosine decay with linear warm-up (``WarmupCosine``), epoch-wise."""
+    if warmup_epochs < 0 or total_epochs <= 0 or not 0 <= min_factor <= 1:
+        raise ValueError(
+            "training.scheduler.args: need total_epochs > 0, warmup_epochs >= 0, "
+            "0 <= min_factor <= 1"
+        )
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, WarmupCosine(warmup_epochs, total_epochs, min_factor)
+    )
 
 
 def build_optimizer(groups: list[dict[str, Any]], cfg: Any) -> torch.optim.Optimizer:
@@ -31,11 +70,24 @@ def build_optimizer(groups: list[dict[str, Any]], cfg: Any) -> torch.optim.Optim
     return call_with_args(lambda **kw: ctor(groups, **kw), args, "optimizer.args")
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Any):
-    """Epoch-wise LR scheduler from ``training.scheduler`` (``None`` = constant)."""
+def build_scheduler(optimizer: torch.optim.Optimizer, training: Any):
+    """Epoch-wise LR scheduler from ``training.scheduler`` (``None`` = constant).
+    ``plateau`` gets ``mode`` from ``training.selection_mode``; ``cosine_warmup``
+    defaults ``total_epochs`` to ``training.epochs``."""
+    cfg = training.scheduler
     if cfg is None:
         return None
     ctor = SCHEDULERS.get(cfg.name, key="training.scheduler.name")
+    args = dict(cfg.args)
+    if cfg.name == "plateau":
+        args.setdefault("mode", training.selection_mode)
+    if cfg.name == "cosine_warmup":
+        args.setdefault("total_epochs", training.epochs)
     return call_with_args(
-        lambda **kw: ctor(optimizer, **kw), cfg.args, "training.scheduler.args"
+        lambda **kw: ctor(optimizer, **kw), args, "training.scheduler.args"
     )
+
+
+def is_plateau(scheduler: Any) -> bool:
+    """True for schedulers stepped with a metric value."""
+    return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)

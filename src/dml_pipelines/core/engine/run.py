@@ -1,5 +1,5 @@
 """High-level entry points the Kedro nodes call (and notebooks can too):
-``train_model``, ``embed_split`` and ``untrained_state``."""
+``train_model``, ``method_from_state``, ``embedding_set`` and ``data_fingerprint``."""
 
 from __future__ import annotations
 
@@ -30,21 +30,94 @@ def _transforms(cfg: MethodConfig):
     )
 
 
-def training_rows(table: pd.DataFrame, selection: str) -> tuple[np.ndarray, np.ndarray]:
+def training_rows(table: pd.DataFrame, training: Any) -> tuple[np.ndarray, np.ndarray]:
     """Row ids to train on and to validate on (empty when not needed).
 
-    ``validation`` holds out the training classes of ``fold_block == 3``
-    (specs/metrics.md §7); ``test_recall_at_1`` validates on the evaluation split.
+    ``checkpoint_selection: validation`` holds out the training classes of
+    ``fold_block == training.validation_fold`` (MLRC fold F trains on the other
+    three quarters); ``test_recall_at_1`` validates on the evaluation split.
     """
+    selection = training.checkpoint_selection
     train = table["split"] == "train"
     if selection == "validation":
-        held = train & (table["fold_block"] == 3).fillna(False)
+        block = table["fold_block"] == training.validation_fold
+        held = train & block.fillna(False)
         return table.index[train & ~held].to_numpy(), table.index[held].to_numpy()
     if selection == "test_recall_at_1":
         return table.index[train].to_numpy(), table.index[
             table["split"] != "train"
         ].to_numpy()
     return table.index[train].to_numpy(), np.empty(0, dtype=np.int64)
+
+
+def data_fingerprint(table: pd.DataFrame, rows: np.ndarray, cache: ImageCache) -> str:
+    """Fingerprint of the training data: the index rows (path, label, box) and
+    the cache's settings, offsets and a strided sample of its pixels (≤ 4 MiB
+    hashed, so a dataset swapped under the same file names is noticed)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    cols = [c for c in ("path", "label", "x1", "y1", "x2", "y2") if c in table]
+    h.update(pd.util.hash_pandas_object(table.loc[rows, cols], index=True).values)
+    meta = {k: v for k, v in cache.meta.items() if k not in ("directory",)}
+    h.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    positions = cache.positions_of(rows)
+    h.update(np.ascontiguousarray(positions).tobytes())
+    step = max(1, len(positions) // 256)
+    for pos in positions[::step]:
+        img = cache.image(int(pos))
+        h.update(np.ascontiguousarray(img.reshape(-1)[:: max(1, img.size // 16384)]))
+    return h.hexdigest()[:16]
+
+
+def noisy_labels(
+    labels: np.ndarray, num_classes: int, fraction: float, seed: int
+) -> np.ndarray:
+    """``labels`` (N,) with round(fraction·N) entries, chosen by ``seed``,
+    moved to another class drawn uniformly among the C − 1 others."""
+    if fraction <= 0:
+        return labels
+    rng = np.random.default_rng([seed, 0x4E015E])
+    out = labels.copy()
+    idx = rng.choice(len(labels), size=round(fraction * len(labels)), replace=False)
+    shift = rng.integers(1, num_classes, size=len(idx))
+    out[idx] = (labels[idx] + shift) % num_classes
+    return out
+
+
+def warm_start(method: torch.nn.Module, path: str) -> None:
+    """Initialise ``method`` from ``training.init_from``: a project checkpoint
+    (``last.pt``/``best.pt``/``model_state.pt``: its ``model`` weights) or a
+    torchvision weights file for the backbone (keys of the torchvision model).
+    Loaded with ``weights_only=True``; keys that match nothing are an error."""
+    from dml_pipelines.core.engine.trainer import load_checkpoint
+
+    if not Path(path).exists():
+        raise ValueError(f"training.init_from: {path} does not exist")
+    state = load_checkpoint(path)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        method.load_export_state_dict(state["model"])
+        return
+    backbone = method.embedder.backbone
+    names = getattr(backbone, "child_names", None)
+    if not names:
+        raise ValueError(
+            f"training.init_from: {path} is not a project checkpoint and backbone "
+            f"{type(backbone).__name__} takes no torchvision weights file"
+        )
+    index = {name: str(i) for i, name in enumerate(names)}
+    mapped = {}
+    for key, value in state.items():
+        child, _, rest = key.partition(".")
+        if child in index:
+            mapped[f"{index[child]}.{rest}"] = value
+    missing, _ = backbone.body.load_state_dict(mapped, strict=False)
+    if missing:
+        raise ValueError(
+            f"training.init_from: {path} lacks {len(missing)} backbone weights "
+            f"(first: {missing[:3]})"
+        )
 
 
 def build_for_training(cfg: MethodConfig, num_classes: int) -> torch.nn.Module:
@@ -90,9 +163,10 @@ def rows_embedding_set(
     cache: ImageCache,
     rows: np.ndarray,
     cfg: MethodConfig,
+    fold: int | None = None,
 ) -> EmbeddingSet:
     """The embeddings artifact of index-table ``rows`` (query/gallery flags when
-    the rows hold query or gallery images)."""
+    the rows hold query or gallery images; ``fold``: the MLRC fold model)."""
     split = table.loc[rows, "split"].to_numpy()
     qg = bool(np.isin(split, ["query", "gallery"]).any())
     return EmbeddingSet(
@@ -102,17 +176,21 @@ def rows_embedding_set(
         normalization=method.normalization,
         is_query=(split == "query") if qg else None,
         is_gallery=(split == "gallery") if qg else None,
+        fold=fold,
     )
 
 
 def embedding_set(
-    method: torch.nn.Module, table: pd.DataFrame, cache: ImageCache, cfg: MethodConfig
+    method: torch.nn.Module,
+    table: pd.DataFrame,
+    cache: ImageCache,
+    cfg: MethodConfig,
+    fold: int | None = None,
 ) -> EmbeddingSet:
     """The embeddings artifact of the evaluation splits (test, or query+gallery)."""
     rows = table.index[table["split"].isin(EVAL_SPLITS)].to_numpy()
-    return rows_embedding_set(
-        method, table, cache, rows[np.isin(rows, cache.row_ids)], cfg
-    )
+    rows = rows[np.isin(rows, cache.row_ids)]
+    return rows_embedding_set(method, table, cache, rows, cfg, fold=fold)
 
 
 def _validator(table, cache, rows, cfg, recall_at):
@@ -134,19 +212,26 @@ def train_model(
     *,
     checkpoint_dir: str | Path | None,
     recall_at: tuple[int, ...] = (1, 2, 4, 8),
+    callbacks: list[Any] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train ``cfg.method`` on the training rows of ``table``.
 
     Returns:
         ``model_state`` (``config``, ``classes`` = original training labels in
-        re-indexed order, ``model`` state dict, ``epoch``, ``selected_epoch``)
+        re-indexed order, ``model`` = the method's inference weights
+        (``export_state_dict``), ``epoch``, ``selected_epoch``, ``fingerprint``)
         and the per-epoch history.
     """
-    train_rows, val_rows = training_rows(table, cfg.training.checkpoint_selection)
+    train_rows, val_rows = training_rows(table, cfg.training)
     train_rows = train_rows[np.isin(train_rows, cache.row_ids)]
     original = table.loc[train_rows, "label"].to_numpy(np.int64)
     classes, labels = np.unique(original, return_inverse=True)  # re-index 0..C−1
+    labels = noisy_labels(
+        labels, len(classes), cfg.training.label_noise, cfg.training.seed
+    )
     method = build_for_training(cfg, len(classes))
+    if cfg.training.init_from:
+        warm_start(method, cfg.training.init_from)
     s = cfg.sampler
     rf = s.random_factorisation
     sampler = PKSampler(
@@ -177,16 +262,17 @@ def train_model(
         cfg,
         checkpoint_dir=checkpoint_dir,
         validate=_validator(table, cache, val_rows, cfg, recall_at),
+        callbacks=list(callbacks or []),
+        data_fingerprint=data_fingerprint(table, train_rows, cache),
     )
     history = trainer.fit()
     state = {
         "config": cfg.model_dump(mode="json"),
         "classes": torch.as_tensor(classes),
-        "model": {k: v.detach().cpu() for k, v in method.state_dict().items()},
+        "model": method.export_state_dict(),
         "epoch": trainer.epoch,
-        "selected_epoch": trainer.best_epoch
-        if trainer.selection_key
-        else trainer.epoch,
+        "selected_epoch": trainer.best_epoch,
+        "fingerprint": trainer.fingerprint,
     }
     return state, history
 
@@ -198,11 +284,11 @@ def method_from_state(
     untrained network, built with the same seed as training)."""
     method = build_for_training(cfg, num_classes)
     if state is not None:
-        method.load_state_dict(state["model"])
+        method.load_export_state_dict(state["model"])
     return method.eval()
 
 
 def num_train_classes(table: pd.DataFrame, cfg: MethodConfig) -> int:
     """Number of classes the method is trained on (after any validation hold-out)."""
-    rows, _ = training_rows(table, cfg.training.checkpoint_selection)
+    rows, _ = training_rows(table, cfg.training)
     return int(table.loc[rows, "label"].nunique())

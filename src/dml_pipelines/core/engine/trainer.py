@@ -1,27 +1,31 @@
 """The training loop: epochs of P×K batches, optimiser groups, LR schedule,
 warm-up with the backbone frozen, CUDA + AMP when available, a checkpoint every
-epoch (``last.pt`` and ``best.pt``), resume after a kill, and callback hooks."""
+epoch (``last.pt`` and ``best.pt``), resume after a kill, and the extension
+points of ``core/engine/callbacks.py`` (the hook order is documented there)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from dml_pipelines.core.engine.callbacks import Callback
-from dml_pipelines.core.engine.optim import build_optimizer, build_scheduler
+from dml_pipelines.core.engine.callbacks import Callback, EarlyStopping, improved
+from dml_pipelines.core.engine.grad import grad_transforms_from
+from dml_pipelines.core.engine.optim import build_optimizer, build_scheduler, is_plateau
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 
 def resolve_device(name: str) -> torch.device:
@@ -40,12 +44,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def config_fingerprint(config: dict[str, Any]) -> str:
-    """Hash of the resolved config minus ``training.epochs`` (so a longer run may
-    resume a shorter one)."""
-    cfg = json.loads(json.dumps(config, sort_keys=True, default=str))
-    cfg.get("training", {}).pop("epochs", None)
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+def config_fingerprint(config: dict[str, Any], data_fingerprint: str = "") -> str:
+    """Resume key: hash of the whole resolved config (epochs included) and of the
+    training data's fingerprint. A checkpoint is resumed only under the same key,
+    so a run is never continued into one with other data or other parameters."""
+    cfg = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(f"{cfg}|{data_fingerprint}".encode()).hexdigest()[:16]
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -66,11 +70,33 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from None
 
 
+@dataclass(frozen=True)
+class StepContext:
+    """What ``training_loss`` knows of the loop: 0-based ``epoch``, the global
+    step about to be taken, the step within the epoch, and the trainer."""
+
+    epoch: int = 0
+    global_step: int = 0
+    step: int = 0
+    trainer: Any = None
+
+
+def callback_names(callbacks: list[Callback]) -> list[str]:
+    """Unique checkpoint keys: ``name``, then ``name#2`` ... for repeats."""
+    seen: dict[str, int] = {}
+    out = []
+    for cb in callbacks:
+        n = getattr(cb, "name", type(cb).__name__)
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}#{seen[n]}")
+    return out
+
+
 class Trainer:
     """Train ``method`` for ``cfg.training.epochs`` epochs.
 
     Args:
-        method: a ``Method`` module (model + criterion).
+        method: a ``Method`` module (model + criterion + hooks).
         loader: training DataLoader whose ``batch_sampler`` has ``set_epoch``;
             yields (uint8 images (B, 3, H, W), labels (B,) in 0..C−1).
         normalize: ``normalize(uint8 batch on device, train=True) -> float batch``.
@@ -78,7 +104,10 @@ class Trainer:
         checkpoint_dir: where ``last.pt``/``best.pt`` live (``None``: no files).
         validate: ``validate(method) -> metrics`` run at every epoch end (eval
             mode), or ``None``.
-        callbacks: extra callbacks (the method's own are added automatically).
+        callbacks: extra callbacks; the config's (gradient transforms, early
+            stopping) and the method's own (``method.callbacks()``) are added.
+        data_fingerprint: fingerprint of the training data, part of the resume
+            key (``config_fingerprint``).
     """
 
     def __init__(
@@ -91,6 +120,7 @@ class Trainer:
         checkpoint_dir: str | Path | None = None,
         validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
         callbacks: list[Callback] | None = None,
+        data_fingerprint: str = "",
     ) -> None:
         self.cfg = cfg
         self.tcfg = cfg.training
@@ -99,32 +129,88 @@ class Trainer:
         self.loader = loader
         self.normalize = normalize
         self.validate = validate
-        self.callbacks = list(callbacks or []) + list(method.callbacks())
-        self.optimizer = build_optimizer(
-            method.param_groups(cfg.optimizer), cfg.optimizer
-        )
-        self.scheduler = build_scheduler(self.optimizer, self.tcfg.scheduler)
-        self.use_amp = bool(self.tcfg.amp and self.device.type == "cuda")
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
-        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
-        self.config_dict = cfg.model_dump(mode="json")
-        self.fingerprint = config_fingerprint(self.config_dict)
-        self.history: list[dict[str, float]] = []
-        self.epoch = 0  # number of completed epochs
-        self.global_step = 0
-        self.best_value = float("-inf")
-        self.best_epoch = 0
-        self.stop_training = False
         self.selection_key = {
             "last": None,
             "validation": f"val/{self.tcfg.validation_metric}",
             "test_recall_at_1": "val/recall@1",
         }[self.tcfg.checkpoint_selection]
+        self.selection_mode = (
+            "max"
+            if self.tcfg.checkpoint_selection == "test_recall_at_1"
+            else self.tcfg.selection_mode
+        )
         if self.selection_key and validate is None:
             raise ValueError(
                 f"training.checkpoint_selection: {self.tcfg.checkpoint_selection!r} "
                 "needs a validation split"
             )
+        self.callbacks = self._config_callbacks() + list(callbacks or [])
+        self.callbacks += list(method.callbacks())
+        self.callback_keys = callback_names(self.callbacks)
+        # trainable backbone parameters, fixed before any warm-up toggling (frozen
+        # BatchNorm parameters stay frozen for good)
+        self._backbone_trainable = [
+            p for p in method.backbone_parameters() if p.requires_grad
+        ]
+        self.optimizer = build_optimizer(
+            method.param_groups(cfg.optimizer), cfg.optimizer
+        )
+        self.scheduler = build_scheduler(self.optimizer, self.tcfg)
+        if is_plateau(self.scheduler) and self.selection_key is None:
+            raise ValueError(
+                "training.scheduler.name: 'plateau' steps on the selection metric; "
+                "set training.checkpoint_selection to validation or test_recall_at_1"
+            )
+        self.use_amp = bool(self.tcfg.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.config_dict = cfg.model_dump(mode="json")
+        self.fingerprint = config_fingerprint(self.config_dict, data_fingerprint)
+        self.history: list[dict[str, float]] = []
+        self.epoch = 0  # number of completed epochs
+        self.global_step = 0
+        self.best_value = -math.inf if self.selection_mode == "max" else math.inf
+        self.best_epoch = 0
+        self.stop_training = False
+        self.restore_best = self.selection_key is not None
+        self.resumed = False
+
+    def _config_callbacks(self) -> list[Callback]:
+        out: list[Callback] = []
+        grad = grad_transforms_from(self.cfg.optimizer)
+        if grad is not None:
+            out.append(grad)
+        es = self.tcfg.early_stopping
+        if es is not None:
+            metric = (
+                es.metric or self.selection_key or f"val/{self.tcfg.validation_metric}"
+            )
+            if self.validate is None and metric.startswith("val/"):
+                raise ValueError(
+                    f"training.early_stopping.metric: {metric!r} needs a validation "
+                    "split (set training.checkpoint_selection or a non-val metric)"
+                )
+            out.append(
+                EarlyStopping(
+                    metric,
+                    es.mode or self.selection_mode,
+                    es.patience,
+                    es.min_delta,
+                    es.restore_best,
+                )
+            )
+        return out
+
+    def _hooks(self) -> list[Any]:
+        return [self.method, *self.callbacks]
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for obj in self._hooks():
+            getattr(obj, hook)(self, *args)
+
+    def request_restore_best(self) -> None:
+        """Load the selected (best) weights at the end of ``fit``."""
+        self.restore_best = True
 
     # -- checkpoints -----------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -145,7 +231,12 @@ class Trainer:
             "history": self.history,
             "best_value": self.best_value,
             "best_epoch": self.best_epoch,
-            "callbacks": [cb.state_dict() for cb in self.callbacks],
+            "stop_training": self.stop_training,
+            "restore_best": self.restore_best,
+            "callbacks": {
+                k: cb.state_dict()
+                for k, cb in zip(self.callback_keys, self.callbacks, strict=True)
+            },
         }
 
     def _resume(self) -> bool:
@@ -160,8 +251,13 @@ class Trainer:
             or state.get("fingerprint") != self.fingerprint
         ):
             log.warning(
-                "%s was written by another configuration; starting afresh", path
+                "%s was trained with other parameters or other data "
+                "(resume key %s, this run %s); training from scratch",
+                path,
+                state.get("fingerprint"),
+                self.fingerprint,
             )
+            (self.checkpoint_dir / "best.pt").unlink(missing_ok=True)
             return False
         self.method.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -176,18 +272,25 @@ class Trainer:
         self.global_step = int(state["global_step"])
         self.best_value = float(state["best_value"])
         self.best_epoch = int(state["best_epoch"])
-        for cb, cb_state in zip(self.callbacks, state["callbacks"], strict=False):
-            cb.load_state_dict(cb_state)
+        self.stop_training = bool(state["stop_training"])
+        self.restore_best = bool(state["restore_best"])
+        saved = state["callbacks"]
+        for key, cb in zip(self.callback_keys, self.callbacks, strict=True):
+            if key in saved:
+                cb.load_state_dict(saved[key])
+            else:
+                log.warning("%s holds no state for callback %s", path, key)
         log.info("resumed from %s after epoch %d", path, self.epoch)
+        self.resumed = True
         return True
 
-    def _save(self, improved: bool) -> None:
+    def _save(self, improved_now: bool) -> None:
         if self.checkpoint_dir is None:
             return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         state = self._state()
         save_atomic(state, self.checkpoint_dir / "last.pt")
-        if improved:
+        if improved_now:
             best = {
                 k: state[k]
                 for k in ("format", "fingerprint", "config", "epoch", "model")
@@ -196,14 +299,19 @@ class Trainer:
             save_atomic(best, self.checkpoint_dir / "best.pt")
 
     def best_state(self) -> dict[str, torch.Tensor] | None:
-        """Model weights of the selected checkpoint (``None`` when ``last``)."""
+        """Model weights of the selected checkpoint (``None`` when ``last`` or
+        when no checkpoint of this run was selected yet)."""
         if self.selection_key is None or self.checkpoint_dir is None:
             return None
         path = self.checkpoint_dir / "best.pt"
-        return load_checkpoint(path)["model"] if path.exists() else None
+        if not path.exists():
+            return None
+        best = load_checkpoint(path)
+        return best["model"] if best.get("fingerprint") == self.fingerprint else None
 
     def reload_best(self) -> None:
-        """Load the best checkpoint's weights into the model (Intra-Batch LR drops)."""
+        """Load the best checkpoint's weights into the model (Intra-Batch LR drops,
+        early stopping, the end of ``fit``)."""
         state = self.best_state()
         if state is not None:
             self.method.load_state_dict(state)
@@ -215,7 +323,7 @@ class Trainer:
 
     # -- loop ------------------------------------------------------------------
     def _set_warmup(self, frozen: bool) -> None:
-        for p in self.method.backbone_parameters():
+        for p in self._backbone_trainable:
             p.requires_grad_(not frozen)
         if frozen:
             self.method.embedder.backbone.eval()
@@ -224,17 +332,18 @@ class Trainer:
         self.method.train()
         warm = epoch < self.tcfg.warmup_epochs
         self._set_warmup(warm)
-        sampler = self.loader.batch_sampler
+        sampler = getattr(self.loader, "batch_sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         total, count = 0.0, 0
         for step, (images, labels) in enumerate(self.loader):
             images = self.normalize(images.to(self.device, non_blocking=True), True)
             labels = labels.to(self.device, non_blocking=True)
+            ctx = StepContext(epoch, self.global_step, step, self)
             with torch.autocast(self.device.type, enabled=self.use_amp):
-                loss, _ = self.method.training_loss(images, labels)
+                loss, logs = self.method.training_loss(images, labels, ctx)
             value = float(loss.detach())
-            if not torch.isfinite(loss.detach()):
+            if not math.isfinite(value):
                 where = (
                     self.checkpoint_dir / "last.pt" if self.checkpoint_dir else "none"
                 )
@@ -244,38 +353,40 @@ class Trainer:
                 )
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
-            if self.cfg.optimizer.grad_clip_norm:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(
-                    self.method.parameters(), self.cfg.optimizer.grad_clip_norm
-                )
+            self.scaler.unscale_(self.optimizer)  # no-op without AMP
+            self._call("on_after_backward")
             self.scaler.step(self.optimizer)
             self.scaler.update()
             total += value
             count += 1
-            for cb in self.callbacks:
-                cb.on_step_end(self, self.global_step, value)
+            self._call("on_step_end", {"loss": value, **logs}, self.global_step)
             self.global_step += 1
         if warm:
             self._set_warmup(False)
         return total / max(count, 1)
 
+    def _step_scheduler(self, row: dict[str, float]) -> None:
+        if self.scheduler is None:
+            return
+        if is_plateau(self.scheduler):
+            self.scheduler.step(row[self.selection_key])
+        else:
+            self.scheduler.step()
+
     def fit(self) -> pd.DataFrame:
         """Run (or resume) training; returns the per-epoch history. When
-        ``checkpoint_selection`` is not ``last``, the selected weights are loaded
-        into the model at the end."""
+        ``checkpoint_selection`` is not ``last`` (or a callback asked for it),
+        the selected weights are loaded into the model at the end."""
         torch.manual_seed(self.tcfg.seed)
         if self.tcfg.num_threads:
             torch.set_num_threads(self.tcfg.num_threads)
         for group in self.optimizer.param_groups:
             group.setdefault("initial_lr_base", group["lr"])
         self._resume()
-        for cb in self.callbacks:
-            cb.on_train_start(self)
+        self._call("on_fit_start")
         while self.epoch < self.tcfg.epochs and not self.stop_training:
             epoch = self.epoch
-            for cb in self.callbacks:
-                cb.on_epoch_start(self, epoch)
+            self._call("on_epoch_start", epoch)
             start = time.perf_counter()
             loss = self._train_epoch(epoch)
             row: dict[str, float] = {
@@ -292,24 +403,24 @@ class Trainer:
                     }
                 )
             row["seconds"] = time.perf_counter() - start
-            if self.scheduler is not None:
-                self.scheduler.step()
+            self._step_scheduler(row)
             self.epoch = epoch + 1
-            improved = (
-                self.selection_key is None or row[self.selection_key] > self.best_value
+            better = self.selection_key is not None and improved(
+                row[self.selection_key], self.best_value, self.selection_mode
             )
-            if improved:
-                self.best_value = row.get(self.selection_key, float(self.epoch))
+            if better:
+                self.best_value = row[self.selection_key]
+                self.best_epoch = self.epoch
+            elif self.selection_key is None:
                 self.best_epoch = self.epoch
             self.history.append(row)
-            for cb in self.callbacks:
-                cb.on_epoch_end(self, epoch, row)
-            self._save(improved and self.selection_key is not None)
+            self._call("on_epoch_end", epoch, row)
+            self._save(better)
             log.info(
                 "epoch %d: %s", self.epoch, {k: round(v, 4) for k, v in row.items()}
             )
-        for cb in self.callbacks:
-            cb.on_train_end(self)
-        self.reload_best()
+        self._call("on_fit_end")
+        if self.restore_best:
+            self.reload_best()
         self.method.eval()
         return pd.DataFrame(self.history)

@@ -11,19 +11,18 @@ from dml_pipelines.core.registry import Registry
 
 LOSSES: Registry = Registry("loss")
 
-LOSS_MODULES = (
-    "contrastive_c1",
-    "contrastive_c2",
-    "triplet",
-    "multi_similarity",
-    "proxy_anchor",
-    "proxy_nca_pp",
-    "soft_triple",
-)
+
+def loss_modules() -> list[str]:
+    """Stems of the modules of ``core/losses`` (discovered, not listed)."""
+    import pkgutil
+
+    return sorted(
+        m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")
+    )
 
 
 def load_all() -> Registry:
     """Import every loss module (each registers itself) and return the registry."""
-    for mod in LOSS_MODULES:
+    for mod in loss_modules():
         importlib.import_module(f"{__name__}.{mod}")
     return LOSSES

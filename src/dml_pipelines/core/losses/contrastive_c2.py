@@ -7,6 +7,7 @@ from __future__ import annotations
 from pytorch_metric_learning import losses
 
 from dml_pipelines.core.losses import LOSSES
+from dml_pipelines.core.losses.pair_loss import PairLoss
 
 
 @LOSSES.register("contrastive_c2")
@@ -15,5 +16,7 @@ def build(
     num_classes: int,
     pos_margin: float = 0.0,
     neg_margin: float = 0.3841,
-) -> losses.ContrastiveLoss:
-    return losses.ContrastiveLoss(pos_margin=pos_margin, neg_margin=neg_margin)
+    distance: str = "normalised",
+) -> PairLoss:
+    loss = losses.ContrastiveLoss(pos_margin=pos_margin, neg_margin=neg_margin)
+    return PairLoss(loss, distance=distance)

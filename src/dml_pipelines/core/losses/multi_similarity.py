@@ -7,6 +7,7 @@ from __future__ import annotations
 from pytorch_metric_learning import losses
 
 from dml_pipelines.core.losses import LOSSES
+from dml_pipelines.core.losses.pair_loss import PairLoss
 
 
 @LOSSES.register("multi_similarity")
@@ -16,5 +17,7 @@ def build(
     alpha: float = 2.0,
     beta: float = 40.0,
     base: float = 0.5,
-) -> losses.MultiSimilarityLoss:
-    return losses.MultiSimilarityLoss(alpha=alpha, beta=beta, base=base)
+    distance: str = "normalised",
+) -> PairLoss:
+    loss = losses.MultiSimilarityLoss(alpha=alpha, beta=beta, base=base)
+    return PairLoss(loss, distance=distance)

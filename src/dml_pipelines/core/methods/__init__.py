@@ -1,4 +1,14 @@
 """Methods: a model, a criterion and callbacks, built by name
-(``build_method(name, config, num_classes)``)."""
+(``build_method(config, num_classes)``). Importing this package is torch-free
+(the config registry ``configs`` is read by the Kedro wiring); ``build_method``
+is imported lazily."""
 
-from dml_pipelines.core.methods.registry import build_method  # noqa: F401
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    if name == "build_method":
+        from dml_pipelines.core.methods.registry import build_method
+
+        return build_method
+    raise AttributeError(name)

@@ -2,7 +2,9 @@
 
 A method is one ``nn.Module`` holding the embedder, any training-only modules
 (heads, memory banks, proxies) and its criterion, so one ``state_dict`` checkpoints
-all of it. The engine only calls the hooks below.
+all of it (``last.pt``), while ``export_state_dict`` gives the inference weights
+only (``model_state.pt``). The trainer calls ``training_loss`` and, like on every
+callback, the hooks of ``core/engine/callbacks.py`` (no-ops here).
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.models.embedder import Embedder
 
 
 class Method(nn.Module, ABC):
     """Base class.
 
-    Subclasses implement ``training_loss``; the defaults embed with the embedder
-    and put backbone / head / everything else in three optimiser groups.
+    Subclasses implement ``training_loss``; the defaults embed with the embedder,
+    put backbone / head / everything else in three optimiser groups, export the
+    embedder's weights and do nothing in the hooks.
     """
 
     #: the embeddings artifact's ``normalization`` field
@@ -33,15 +37,18 @@ class Method(nn.Module, ABC):
 
     @abstractmethod
     def training_loss(
-        self, images: torch.Tensor, labels: torch.Tensor
+        self, images: torch.Tensor, labels: torch.Tensor, ctx: Any = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """(B, 3, H, W) float, (B,) int64 in 0..C−1 -> (scalar loss, logs)."""
+        """(B, 3, H, W) float, (B,) int64 in 0..C−1 -> (scalar loss, logs).
+
+        ``ctx`` is the trainer's ``StepContext`` (epoch, global_step, step,
+        trainer); ``None`` outside the trainer."""
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Evaluation embedding (B, D), unnormalised-by-evaluator convention:
-        returns the method's output (the evaluator applies ``normalization``)."""
-        return self.embedder.features(images)
+        """Evaluation embedding (B, D): the method's output before normalisation
+        (the evaluator applies ``normalization``)."""
+        return self.embedder.embedding(images)
 
     def backbone_parameters(self) -> list[nn.Parameter]:
         """Parameters frozen during ``warmup_epochs``."""
@@ -49,12 +56,13 @@ class Method(nn.Module, ABC):
 
     def param_groups(self, optimizer_cfg: Any) -> list[dict[str, Any]]:
         """Optimiser groups: backbone, head (embedder minus backbone) and the rest
-        (losses' proxies, method heads), with their ``lr`` multipliers."""
+        (losses' proxies, method heads), with their ``lr`` multipliers. Only
+        trainable parameters (frozen BatchNorm is left out for good)."""
         backbone = {id(p) for p in self.backbone_parameters()}
         embedder = {id(p) for p in self.embedder.parameters()}
         groups: dict[str, list[nn.Parameter]] = {"backbone": [], "head": [], "loss": []}
         for p in self.parameters():
-            if not p.requires_grad and id(p) not in backbone:
+            if not p.requires_grad:
                 continue
             key = (
                 "backbone"
@@ -75,9 +83,51 @@ class Method(nn.Module, ABC):
             if v
         ]
 
-    def callbacks(self) -> list[Any]:
-        """Method-specific engine callbacks (e.g. CCP proxy re-selection)."""
+    def callbacks(self) -> list[Callback]:
+        """Extra engine callbacks of this method (e.g. reload-best lr drops)."""
         return []
+
+    # -- hooks (called before the callbacks'; state lives in ``state_dict``) -------
+    def on_fit_start(self, trainer: Any) -> None:
+        """Before the first epoch (also after a resume)."""
+
+    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+        """Before epoch ``epoch`` (0-based) draws its first batch."""
+
+    def on_after_backward(self, trainer: Any) -> None:
+        """After backward and the AMP unscale, before the optimiser step."""
+
+    def on_step_end(
+        self, trainer: Any, logs: dict[str, float], global_step: int
+    ) -> None:
+        """After optimiser step ``global_step`` (memory enqueue, moment updates)."""
+
+    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
+        """After validation of epoch ``epoch``."""
+
+    def on_fit_end(self, trainer: Any) -> None:
+        """After the last epoch."""
+
+    # -- checkpoints ---------------------------------------------------------------
+    def export_state_dict(self) -> dict[str, torch.Tensor]:
+        """Inference weights only (``model_state.pt``): by default the embedder's,
+        keyed as in ``state_dict``; no memory banks, proxies or training heads."""
+        return {
+            f"embedder.{k}": v.detach().cpu()
+            for k, v in self.embedder.state_dict().items()
+        }
+
+    def load_export_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load what ``export_state_dict`` gave (or a full ``state_dict``); a
+        missing inference weight or a key this method does not have is an error."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        needed = set(self.export_state_dict())
+        missing = [k for k in missing if k in needed]
+        if missing or unexpected:
+            raise ValueError(
+                f"model state does not fit method {type(self).__name__}: "
+                f"missing {missing[:5]}, unexpected {list(unexpected)[:5]}"
+            )
 
 
 class LossMethod(Method):
@@ -88,7 +138,7 @@ class LossMethod(Method):
         self.criterion = criterion
 
     def training_loss(
-        self, images: torch.Tensor, labels: torch.Tensor
+        self, images: torch.Tensor, labels: torch.Tensor, ctx: Any = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
         emb = self.embedder(images)
         return self.criterion(emb.float(), labels), {}

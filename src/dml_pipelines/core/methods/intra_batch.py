@@ -56,10 +56,10 @@ class IntraBatch(Method):
         return label_smoothed_ce(logits, labels, self.temperature, self.smoothing)
 
     def training_loss(
-        self, images: torch.Tensor, labels: torch.Tensor
+        self, images: torch.Tensor, labels: torch.Tensor, ctx: Any = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """(B, 3, H, W), (B,) -> L = λ_ce·CE_ε(a/T) + λ_gnn·CE_ε(g/T), logs."""
-        u = self.embedder.features(images).float()  # (B, D), unnormalised
+        u = self.embedder.embedding(images).float()  # (B, D), unnormalised
         terms: dict[str, torch.Tensor] = {}
         if "backbone_ce" in self.losses:
             terms["backbone_ce"] = self._ce(self.classifier(u), labels)
@@ -79,8 +79,7 @@ class IntraBatch(Method):
         )
         if any(m != 1.0 for m in mults):
             return super().param_groups(optimizer_cfg)
-        backbone = {id(p) for p in self.backbone_parameters()}
-        params = [p for p in self.parameters() if p.requires_grad or id(p) in backbone]
+        params = [p for p in self.parameters() if p.requires_grad]
         return [{"name": "all", "params": params, "lr": optimizer_cfg.lr}]
 
     def callbacks(self) -> list[Any]:

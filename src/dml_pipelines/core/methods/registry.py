@@ -1,48 +1,56 @@
-"""Method registry: ``build_method(cfg, num_classes)`` gives the method module."""
+"""Method registry: ``build_method(cfg, num_classes)`` gives the method module.
+
+Method modules are discovered: every module of ``core/methods`` that is not a
+config module (``*_config``), ``base``, ``configs`` or ``registry`` is imported
+and registers its builder with ``@METHODS.register(<name>)``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from dml_pipelines.core.config import BASELINES, MethodConfig
 from dml_pipelines.core.losses import load_all as load_losses
 from dml_pipelines.core.methods.base import LossMethod, Method
-from dml_pipelines.core.models.backbones import BACKBONES
+from dml_pipelines.core.methods.configs import method_configs, package_modules
 from dml_pipelines.core.models.embedder import build_embedder
-from dml_pipelines.core.models.pooling import POOLINGS
 from dml_pipelines.core.registry import Registry, call_with_args, check_args
+
+if TYPE_CHECKING:
+    from dml_pipelines.core.config import MethodConfig
 
 METHODS: Registry = Registry("method")
 
+#: modules of core/methods that hold no method
+NOT_METHODS = ("base", "configs", "registry")
+
+
+def build_loss(cfg: Any, num_classes: int) -> Any:
+    """The loss named by ``cfg.loss`` for ``num_classes`` training classes."""
+    builder = load_losses().get(cfg.loss.name, key="loss.name")
+    args = {"embedding_size": cfg.embedding_dim, "num_classes": num_classes}
+    return call_with_args(builder, {**args, **cfg.loss.args}, "loss.args")
+
 
 def _build_baseline(cfg: Any, num_classes: int) -> Method:
-    embedder = build_embedder(cfg)
-    loss_builder = load_losses().get(cfg.loss.name, key="loss.name")
-    criterion = call_with_args(
-        loss_builder,
-        {
-            "embedding_size": cfg.embedding_dim,
-            "num_classes": num_classes,
-            **cfg.loss.args,
-        },
-        "loss.args",
-    )
-    return LossMethod(embedder, criterion)
+    return LossMethod(build_embedder(cfg), build_loss(cfg, num_classes))
 
 
-for _name in BASELINES:
-    METHODS.register(_name)(_build_baseline)
-
-#: modules of the published methods; each registers its builder on import
-METHOD_MODULES: tuple[str, ...] = ("intra_batch",)
+def method_modules() -> list[str]:
+    """Stems of the method modules of ``core/methods``."""
+    return [m for m in package_modules(config=False) if m not in NOT_METHODS]
 
 
 def load_all() -> Registry:
-    """Import every method module (each registers itself); return the registry."""
-    import importlib
+    """Import every method module (each registers itself) and register the
+    baselines (every ``BaselineConfig`` entry of the config registry)."""
+    from dml_pipelines.core.config import BaselineConfig
 
-    for mod in METHOD_MODULES:
+    for mod in method_modules():
         importlib.import_module(f"dml_pipelines.core.methods.{mod}")
+    for name, model in method_configs().items():
+        if issubclass(model, BaselineConfig) and name not in METHODS:
+            METHODS.register(name)(_build_baseline)
     return METHODS
 
 
@@ -55,7 +63,11 @@ def check_components(cfg: MethodConfig) -> None:
     """Check every registered name and argument set in ``cfg`` without building
     anything (called by config validation, before any work)."""
     from dml_pipelines.core.data.transforms import PRESETS
+    from dml_pipelines.core.engine.grad import GRAD_TRANSFORMS
     from dml_pipelines.core.engine.optim import OPTIMIZERS, SCHEDULERS
+    from dml_pipelines.core.models.backbones import BACKBONES
+    from dml_pipelines.core.models.heads import HEADS
+    from dml_pipelines.core.models.pooling import POOLINGS
 
     load_all().get(cfg.method, key="method")
     check_args(
@@ -69,7 +81,16 @@ def check_components(cfg: MethodConfig) -> None:
         cfg.pooling.args,
         "pooling.args",
     )
+    check_args(
+        HEADS.get(cfg.head.name, key="head.name"),
+        cfg.head.args,
+        "head.args",
+        ("in_dim", "out_dim"),
+    )
     OPTIMIZERS.get(cfg.optimizer.name, key="optimizer.name")
+    for i, t in enumerate(cfg.optimizer.grad_transforms):
+        key = f"optimizer.grad_transforms.{i}"
+        check_args(GRAD_TRANSFORMS.get(t.name, key=f"{key}.name"), t.args, key)
     PRESETS.get(cfg.transforms.preset, key="transforms.preset")
     if cfg.training.scheduler is not None:
         SCHEDULERS.get(cfg.training.scheduler.name, key="training.scheduler.name")

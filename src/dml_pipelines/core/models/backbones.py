@@ -18,10 +18,15 @@ BACKBONES: Registry = Registry("backbone")
 class FeatureBackbone(nn.Module):
     """Wraps a feature extractor and records its output channel count."""
 
-    def __init__(self, body: nn.Module, out_channels: int) -> None:
+    def __init__(
+        self, body: nn.Module, out_channels: int, child_names: list[str] | None = None
+    ) -> None:
         super().__init__()
         self.body = body
         self.out_channels = out_channels
+        #: names of the source model's children kept in ``body`` (in order), so a
+        #: torchvision weights file can be mapped onto it (``training.init_from``)
+        self.child_names = child_names
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, C, h, w)."""
@@ -62,14 +67,15 @@ def _torchvision(name: str, weights_enum: str, pretrained: bool) -> FeatureBackb
     weights = getattr(torchvision.models, weights_enum).DEFAULT if pretrained else None
     net = ctor(weights=weights)
     if name.startswith("resnet"):
-        body = nn.Sequential(*list(net.children())[:-2])
-        return FeatureBackbone(body, net.fc.in_features)
-    if name == "googlenet":
+        kept = list(net.named_children())[:-2]  # drop avgpool, fc
+    elif name == "googlenet":
         net.aux_logits = False
         net.aux1 = net.aux2 = None
-        body = nn.Sequential(*list(net.children())[:-3])  # drop avgpool, dropout, fc
-        return FeatureBackbone(body, net.fc.in_features)
-    raise KeyError(name)
+        kept = [(n, m) for n, m in net.named_children() if m is not None][:-3]
+    else:
+        raise KeyError(name)
+    body = nn.Sequential(*[m for _, m in kept])
+    return FeatureBackbone(body, net.fc.in_features, [n for n, _ in kept])
 
 
 @BACKBONES.register("resnet18")

@@ -1,6 +1,8 @@
 """Global poolings. A pooling receives the feature map AND the head, so a pooling
 such as GSP may apply the head per location before pooling; the plain ones pool
-first and apply the head after."""
+first and apply the head after. A pooling returns the embedding (B, D), a tuple
+(embedding, aux), or a dict with ``embedding`` and any of ``pooled``/``aux``.
+Registry names: ``gap`` (avg), ``gmp`` (max), ``gap+gmp`` (avg + max)."""
 
 from __future__ import annotations
 
@@ -21,9 +23,10 @@ class HeadAfterPooling(nn.Module):
     def pool(self, fmap: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) -> (B, C)."""
 
-    def forward(self, fmap: torch.Tensor, head: nn.Module) -> torch.Tensor:
-        """(B, C, h, w), head -> (B, D)."""
-        return head(self.pool(fmap))
+    def forward(self, fmap: torch.Tensor, head: nn.Module) -> dict[str, torch.Tensor]:
+        """(B, C, h, w), head -> ``embedding`` (B, D) and ``pooled`` (B, C)."""
+        pooled = self.pool(fmap)
+        return {"embedding": head(pooled), "pooled": pooled}
 
 
 @POOLINGS.register("gap")

@@ -9,7 +9,9 @@ from dml_pipelines.core.config import (
     DatasetTable,
     EvaluationParams,
     MethodConfig,
+    RunParams,
 )
+from dml_pipelines.pipelines.typing import resolve
 
 
 def _options(evaluation: EvaluationParams, **extra: Any) -> dict[str, Any]:
@@ -94,6 +96,7 @@ def report_metrics(
     untrained_metrics: dict[str, Any],
     params: MethodConfig,
     data: DataParams,
+    run: RunParams,
 ) -> dict[str, Any]:
     """The metrics file of one run (specs/metrics.md §9 keys), for DVC.
 
@@ -103,26 +106,38 @@ def report_metrics(
         untrained_metrics: output of ``evaluate_untrained``.
         params: the method block (method name, recipe, checkpoint selection).
         data: the run's dataset.
+        run: the run axes (seed, fold).
 
     Returns:
         The merged metrics dict.
     """
     from dml_pipelines.core.evaluation.report import metrics_record
 
-    cfg = params.for_dataset(data.name)
-    return metrics_record(
-        retrieval_metrics,
-        clustering_metrics,
-        untrained_metrics,
-        dataset=data.name,
-        method=cfg.method,
-        recipe=cfg.recipe,
-        checkpoint_selection=cfg.training.checkpoint_selection,
-    )
+    cfg = resolve(params, data, run)
+    t = cfg.training
+    return {
+        **metrics_record(
+            retrieval_metrics,
+            clustering_metrics,
+            untrained_metrics,
+            dataset=data.name,
+            method=cfg.method,
+            recipe=cfg.recipe,
+            checkpoint_selection=t.checkpoint_selection,
+        ),
+        "selection_metric": None
+        if t.checkpoint_selection == "last"
+        else f"{t.validation_metric} ({t.selection_mode})",
+        "seed": run.seed,
+        "fold": run.fold,
+    }
 
 
 def write_protocol_card(
-    image_cache: dict[str, Any], params: MethodConfig, data: DataParams
+    image_cache: dict[str, Any],
+    params: MethodConfig,
+    data: DataParams,
+    run: RunParams,
 ) -> dict[str, Any]:
     """The run's protocol card: backbone, BN, pooling, image preparation,
     augmentation, embedding dim, batch composition, selection split, budget.
@@ -131,16 +146,75 @@ def write_protocol_card(
         image_cache: the cache manifest (its resize and bbox use).
         params: the method block.
         data: the run's dataset.
+        run: the run axes (seed, fold).
 
     Returns:
         The protocol card.
     """
     from dml_pipelines.core.config import protocol_card
 
-    cfg = params.for_dataset(data.name)
+    cfg = resolve(params, data, run)
     return {
         "dataset": data.name,
         "method": cfg.method,
         "recipe": cfg.recipe,
+        "fold": run.fold,
         **protocol_card(cfg, image_cache),
     }
+
+
+def aggregate_seeds(seed_metrics: dict[str, Any], metrics: dict[str, Any]) -> dict:
+    """Mean ± sample std of every metric over the seeds of this run's folder.
+
+    Args:
+        seed_metrics: the ``metrics.json`` files of every seed (partitions);
+            fold runs are left out.
+        metrics: this run's metrics (so the node runs after them).
+
+    Returns:
+        ``{runs, n_runs, metrics: {name: {mean, std, n, values}}}``.
+    """
+    from dml_pipelines.core.evaluation.aggregate import (
+        aggregate_runs,
+        load_all,
+        select_partitions,
+    )
+
+    runs = load_all(select_partitions(seed_metrics, r"^(seed\d+)/metrics$"))
+    return aggregate_runs(runs or {"this run": metrics})
+
+
+def evaluate_mlrc(
+    fold_embeddings: dict[str, Any],
+    data: DataParams,
+    datasets: DatasetTable,
+    evaluation: EvaluationParams,
+) -> dict[str, Any]:
+    """MLRC: the fold models of one seed, separated (mean over folds) and
+    concatenated (the L2-normalised fold embeddings side by side).
+
+    Args:
+        fold_embeddings: the fold models' embeddings artifacts (partitions).
+        data: the run's dataset.
+        datasets: every dataset's block (the run's K list).
+        evaluation: ``metrics.*`` options.
+
+    Returns:
+        ``{"mlrc_separated": {...}, "mlrc_concatenated": {...}, "folds": [...]}``.
+    """
+    from dml_pipelines.core.evaluation.aggregate import load_all, select_partitions
+    from dml_pipelines.core.evaluation.protocols import evaluate_mlrc as mlrc
+
+    sets = load_all(select_partitions(fold_embeddings, r"^(fold\d+)/test_embeddings$"))
+    if not sets:
+        raise ValueError(
+            "evaluate_mlrc: no fold embeddings under this seed; train the folds "
+            "first (kedro run --pipelines=<method> --params run.fold=F, F = 0..3)"
+        )
+    opts = _options(evaluation, clustering=False)
+    out = mlrc(
+        list(sets.values()),
+        recall_at=tuple(datasets.entry(data.name).recall_at),
+        **opts,
+    )
+    return {**out, "folds": list(sets)}

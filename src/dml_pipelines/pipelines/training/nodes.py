@@ -1,7 +1,8 @@
 """Training and embedding nodes: thin adapters over ``dml_pipelines.core.engine``.
 
 The ``params`` argument of each node is re-annotated per method with that method's
-config model (see ``pipeline.typed``) so Kedro validates it before any node runs.
+config model (see ``pipelines.typing.typed``) so Kedro validates it before any
+node runs. ``resolve`` gives the config a run uses (dataset recipe + run axes).
 """
 
 from pathlib import Path
@@ -14,7 +15,9 @@ from dml_pipelines.core.config import (
     DatasetTable,
     MethodConfig,
     PathsParams,
+    RunParams,
 )
+from dml_pipelines.pipelines.typing import resolve
 
 
 def train_method(
@@ -24,6 +27,7 @@ def train_method(
     data: DataParams,
     datasets: DatasetTable,
     paths: PathsParams,
+    run: RunParams,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train the method on the training split, with checkpoints and resume.
 
@@ -33,69 +37,48 @@ def train_method(
         params: the method block (validated config).
         data: the run's dataset.
         datasets: every dataset's block (the K list for validation).
-        paths: where checkpoints live (``<models>/<dataset>/<method>/checkpoints``).
+        paths: where checkpoints live
+            (``<models>/<dataset>/<method>/seed<S>[/fold<F>]/checkpoints``).
+        run: the run axes (seed, fold).
 
     Returns:
-        The model state (weights + resolved config) and the per-epoch history.
+        The model state (inference weights + resolved config) and the per-epoch
+        history.
     """
     from dml_pipelines.core.data.cache import ImageCache
     from dml_pipelines.core.engine.run import train_model
 
-    ckpt = Path(paths.models) / data.name / params.method / "checkpoints"
+    ckpt = Path(paths.models) / data.name / params.method / run.directory
     return train_model(
         index_table,
         ImageCache.open(image_cache["directory"]),
-        params.for_dataset(data.name),
-        checkpoint_dir=ckpt,
+        resolve(params, data, run),
+        checkpoint_dir=ckpt / "checkpoints",
         recall_at=tuple(datasets.entry(data.name).recall_at),
     )
 
 
 def extract_embeddings(
-    model_state: dict[str, Any],
     index_table: pd.DataFrame,
     image_cache: dict[str, Any],
     params: MethodConfig,
     data: DataParams,
+    run: RunParams,
+    model_state: dict[str, Any] | None = None,
 ) -> Any:
-    """Embed the evaluation split(s) with the trained model.
+    """Embed the evaluation split(s) with the trained model, or with the
+    untrained network (same seed) when ``model_state`` is not given.
 
     Args:
-        model_state: output of ``train_method``.
         index_table: the dataset's index table.
         image_cache: the cache manifest.
         params: the method block.
-        data: the dataset block (selects the method's recipe).
+        data: the run's dataset (selects the method's recipe).
+        run: the run axes (seed, fold).
+        model_state: output of ``train_method``; ``None``: untrained network.
 
     Returns:
         The embeddings artifact (``EmbeddingSet``).
-    """
-    from dml_pipelines.core.data.cache import ImageCache
-    from dml_pipelines.core.engine.run import embedding_set, method_from_state
-
-    cfg = params.for_dataset(data.name)
-    method = method_from_state(model_state, cfg, len(model_state["classes"]))
-    return embedding_set(
-        method, index_table, ImageCache.open(image_cache["directory"]), cfg
-    )
-
-
-def extract_untrained_embeddings(
-    index_table: pd.DataFrame,
-    image_cache: dict[str, Any],
-    params: MethodConfig,
-    data: DataParams,
-) -> Any:
-    """Embed the evaluation split(s) with the untrained network (same seed).
-
-    Args:
-        index_table: the dataset's index table.
-        image_cache: the cache manifest.
-        params: the method block.
-        data: the dataset block (selects the method's recipe).
-
-    Returns:
-        The embeddings artifact of the untrained network.
     """
     from dml_pipelines.core.data.cache import ImageCache
     from dml_pipelines.core.engine.run import (
@@ -104,8 +87,12 @@ def extract_untrained_embeddings(
         num_train_classes,
     )
 
-    cfg = params.for_dataset(data.name)
-    method = method_from_state(None, cfg, num_train_classes(index_table, cfg))
-    return embedding_set(
-        method, index_table, ImageCache.open(image_cache["directory"]), cfg
+    cfg = resolve(params, data, run)
+    classes = (
+        len(model_state["classes"])
+        if model_state is not None
+        else num_train_classes(index_table, cfg)
     )
+    method = method_from_state(model_state, cfg, classes)
+    cache = ImageCache.open(image_cache["directory"])
+    return embedding_set(method, index_table, cache, cfg, fold=run.fold)
