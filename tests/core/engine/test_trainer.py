@@ -67,12 +67,32 @@ def test_checkpoint_of_other_config_is_not_resumed(tmp_path):
     assert other.fit()["epoch"].tolist() == [1, 2, 3]
 
 
-def test_longer_run_resumes_a_shorter_one(tmp_path):
-    _trainer(make_cfg(training={"epochs": 2}), tmp_path).fit()
-    longer = _trainer(make_cfg(training={"epochs": 3}), tmp_path)
-    longer.fit()
-    assert longer.history[0]["epoch"] == 1 and len(longer.history) == 3
-    assert longer.global_step == 3 * len(longer.loader)
+def test_other_epoch_budget_trains_afresh_and_says_so(tmp_path, caplog):
+    _trainer(make_cfg(training={"epochs": 3}), tmp_path).fit()
+    shorter = _trainer(make_cfg(training={"epochs": 2}), tmp_path)
+    fresh = _trainer(make_cfg(training={"epochs": 2}))
+    with caplog.at_level("WARNING"):
+        shorter.fit()
+    fresh.fit()
+    assert not shorter.resumed and "training from scratch" in caplog.text
+    assert shorter.global_step == 2 * len(shorter.loader)
+    assert same_weights(weights(shorter.method), weights(fresh.method))
+
+
+def test_other_training_data_is_not_resumed(tmp_path):
+    _trainer(make_cfg(training={"epochs": 1}), tmp_path).fit()
+    cfg = make_cfg(training={"epochs": 1})
+    torch.manual_seed(0)
+    other = Trainer(
+        build_method(cfg, 6),
+        make_loader(0),
+        normalize,
+        cfg,
+        checkpoint_dir=tmp_path,
+        data_fingerprint="another dataset",
+    )
+    other.fit()
+    assert not other.resumed and other.epoch == 1
 
 
 def test_non_finite_loss_stops_with_clear_error(tmp_path):

@@ -1,0 +1,313 @@
+"""The trainer's extension points, each through a real ``Trainer.fit``."""
+
+import math
+
+import pytest
+import torch
+
+from dml_pipelines.core.engine.callbacks import Callback, EarlyStopping
+from dml_pipelines.core.engine.trainer import Trainer, load_checkpoint
+from dml_pipelines.core.methods.registry import build_method
+
+from .conftest import make_cfg, make_loader, normalize, same_weights, weights
+
+
+def _trainer(cfg, tmp_path=None, callbacks=None, validate=None):
+    torch.manual_seed(cfg.training.seed)
+    return Trainer(
+        build_method(cfg, 6),
+        make_loader(cfg.training.seed),
+        normalize,
+        cfg,
+        checkpoint_dir=tmp_path,
+        callbacks=callbacks,
+        validate=validate,
+    )
+
+
+class Recorder(Callback):
+    """Records every hook call in order (and a counter kept in its state)."""
+
+    def __init__(self, label="rec"):
+        self.label, self.calls, self.count = label, [], 0
+
+    @property
+    def name(self):
+        return f"Recorder[{self.label}]"
+
+    def on_fit_start(self, trainer):
+        self.calls.append("fit_start")
+
+    def on_epoch_start(self, trainer, epoch):
+        self.calls.append(f"epoch_start{epoch}")
+
+    def on_after_backward(self, trainer):
+        grads = [p.grad for p in trainer.method.parameters() if p.grad is not None]
+        assert grads  # gradients exist before the step
+        self.calls.append("after_backward")
+
+    def on_step_end(self, trainer, logs, global_step):
+        self.count += 1
+        self.calls.append(("step_end", global_step, sorted(logs)))
+
+    def on_epoch_end(self, trainer, epoch, metrics):
+        self.calls.append(f"epoch_end{epoch}")
+
+    def on_fit_end(self, trainer):
+        self.calls.append("fit_end")
+
+    def state_dict(self):
+        return {"count": self.count}
+
+    def load_state_dict(self, state):
+        self.count = state["count"]
+
+
+def test_hook_order_step_logs_and_global_step():
+    rec = Recorder()
+    trainer = _trainer(make_cfg(training={"epochs": 2}), callbacks=[rec])
+    trainer.fit()
+    steps = len(trainer.loader)
+    assert rec.calls[0] == "fit_start" and rec.calls[-1] == "fit_end"
+    assert rec.calls[1] == "epoch_start0"
+    assert rec.calls[2] == "after_backward"
+    assert rec.calls[3] == ("step_end", 0, ["loss"])
+    ends = [c for c in rec.calls if isinstance(c, tuple)]
+    assert [c[1] for c in ends] == list(range(2 * steps))
+    assert rec.calls.index("epoch_end0") < rec.calls.index("epoch_start1")
+
+
+class LoggingMethodCheck(Callback):
+    def __init__(self):
+        self.contexts = []
+
+    def on_step_end(self, trainer, logs, global_step):
+        self.contexts.append(logs)
+
+
+def test_training_loss_receives_the_step_context():
+    seen = []
+    trainer = _trainer(make_cfg(training={"epochs": 2}))
+    original = trainer.method.training_loss
+
+    def spy(images, labels, ctx=None):
+        seen.append((ctx.epoch, ctx.global_step, ctx.step, ctx.trainer is trainer))
+        loss, logs = original(images, labels, ctx)
+        return loss, {**logs, "spy": 1.0}
+
+    trainer.method.training_loss = spy
+    check = LoggingMethodCheck()
+    trainer.callbacks.append(check)
+    trainer.callback_keys.append("check")
+    trainer.fit()
+    steps = len(trainer.loader)
+    assert seen[0] == (0, 0, 0, True)
+    assert seen[steps] == (1, steps, 0, True)
+    assert all(logs["spy"] == 1.0 and "loss" in logs for logs in check.contexts)
+
+
+def test_gradient_transforms_run_in_order_before_the_step():
+    cfg = make_cfg(
+        training={"epochs": 1},
+        optimizer={
+            "grad_transforms": [
+                {"name": "coupled_weight_decay", "args": {"weight_decay": 0.5}},
+                {"name": "clip_norm", "args": {"max_norm": 1.0}},
+                {"name": "clip_value", "args": {"clip_value": 0.01}},
+            ]
+        },
+    )
+    seen = []
+
+    class After(Callback):  # user callbacks run after the config's transforms
+        def on_after_backward(self, trainer):
+            g = [p.grad for p in trainer.method.parameters() if p.grad is not None]
+            seen.append(max(float(x.abs().max()) for x in g))
+
+    _trainer(cfg, callbacks=[After()]).fit()
+    assert seen and max(seen) <= 0.01 + 1e-9
+
+
+def test_gradient_transform_formulas():
+    from dml_pipelines.core.engine.grad import GradTransforms
+
+    p = torch.nn.Parameter(torch.tensor([3.0, -4.0]))
+    opt = torch.optim.SGD([{"params": [p], "name": "head"}], lr=0.1)
+    p.grad = torch.tensor([1.0, 1.0])
+    GradTransforms(
+        [
+            ("coupled_weight_decay", {"weight_decay": 1.0}),  # -> [4, -3]
+            ("clip_norm", {"max_norm": 2.5}),  # norm 5 -> [2, -1.5]
+            ("clip_value", {"clip_value": 1.8}),  # -> [1.8, -1.5]
+        ]
+    ).on_after_backward(type("T", (), {"optimizer": opt})())
+    torch.testing.assert_close(p.grad, torch.tensor([1.8, -1.5]), atol=1e-5, rtol=0)
+
+
+def test_unknown_gradient_transform_names_the_key():
+    with pytest.raises(ValueError, match=r"optimizer.grad_transforms.0.name"):
+        make_cfg(optimizer={"grad_transforms": [{"name": "clip_nrom"}]})
+
+
+def test_freeze_bn_keeps_every_bn_parameter_and_statistic_through_training():
+    cfg = make_cfg(
+        backbone={"freeze_bn": True},
+        training={"epochs": 2, "warmup_epochs": 1},
+    )
+    modes = []
+
+    class BNMode(Callback):
+        def on_after_backward(self, trainer):
+            bns = [
+                m
+                for m in trainer.method.modules()
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            ]
+            modes.extend(m.training for m in bns)
+
+    trainer = _trainer(cfg, callbacks=[BNMode()])
+    bn_keys = [
+        k
+        for k in trainer.method.state_dict()
+        if any(s in k for s in ("running_", "num_batches"))
+        or (k.startswith("embedder.backbone") and ".1." in k)
+    ]
+    assert bn_keys
+    before = weights(trainer.method)
+    trainer.fit()
+    after = weights(trainer.method)
+    assert all(torch.equal(before[k], after[k]) for k in bn_keys)
+    assert modes and not any(modes)  # BN in eval mode at every step
+    conv = "embedder.backbone.body.0.weight"
+    assert not torch.equal(before[conv], after[conv])  # the rest did train
+    optimised = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    bn_params = [
+        p
+        for m in trainer.method.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        for p in m.parameters()
+    ]
+    assert bn_params and not any(id(p) in optimised for p in bn_params)
+
+
+def _scores(values):
+    it = iter(values)
+    return lambda method: {"map@r": next(it), "recall@1": 0.0}
+
+
+def test_early_stopping_stops_and_restores_the_best_weights(tmp_path):
+    cfg = make_cfg(
+        training={
+            "epochs": 10,
+            "checkpoint_selection": "validation",
+            "early_stopping": {"patience": 2},
+        }
+    )
+    snaps = []
+
+    class Snap(Callback):
+        def on_epoch_end(self, trainer, epoch, metrics):
+            snaps.append(weights(trainer.method))
+
+    trainer = _trainer(
+        cfg, tmp_path, callbacks=[Snap()], validate=_scores([0.3, 0.6, 0.5, 0.55, 0.9])
+    )
+    history = trainer.fit()
+    assert history["epoch"].tolist() == [1, 2, 3, 4]  # 2 epochs without improvement
+    assert same_weights(weights(trainer.method), snaps[1])
+    stopper = next(c for c in trainer.callbacks if isinstance(c, EarlyStopping))
+    assert stopper.stopped_epoch == 4 and stopper.best_epoch == 2
+
+
+def test_early_stopping_on_another_metric_keeps_its_own_best_copy():
+    cfg = make_cfg(training={"epochs": 6})
+    snaps, losses = [], iter([5.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+
+    class Snap(Callback):
+        def on_epoch_end(self, trainer, epoch, metrics):
+            metrics["fake_loss"] = next(losses)
+            snaps.append(weights(trainer.method))
+
+    stopper = EarlyStopping("fake_loss", mode="min", patience=2)
+    trainer = _trainer(cfg, callbacks=[Snap(), stopper])
+    trainer.fit()
+    assert len(trainer.history) == 4
+    assert same_weights(weights(trainer.method), snaps[1])
+
+
+def test_plateau_scheduler_reduces_lr_on_the_selection_metric():
+    cfg = make_cfg(
+        optimizer={"lr": 0.01},
+        training={
+            "epochs": 4,
+            "checkpoint_selection": "validation",
+            "scheduler": {"name": "plateau", "args": {"patience": 0, "factor": 0.5}},
+        },
+    )
+    trainer = _trainer(cfg, validate=_scores([0.5, 0.5, 0.7, 0.6]))
+    trainer.fit()
+    lrs = [g["lr"] for g in trainer.optimizer.param_groups]
+    # epoch 2 no gain -> 0.005; epoch 3 improves; epoch 4 no gain -> 0.0025
+    assert lrs == pytest.approx([0.0025] * len(lrs))
+    assert [round(r["lr"], 6) for r in trainer.history] == [0.01, 0.01, 0.005, 0.005]
+
+
+def test_plateau_without_a_selection_metric_is_an_error():
+    cfg = make_cfg(training={"scheduler": {"name": "plateau"}})
+    with pytest.raises(ValueError, match="plateau"):
+        _trainer(cfg)
+
+
+def test_cosine_warmup_factors():
+    from dml_pipelines.core.engine.optim import WarmupCosine
+
+    f = WarmupCosine(warmup=2, total=6, min_factor=0.0)
+    assert [f(e) for e in range(2)] == [0.5, 1.0]
+    assert f(2) == pytest.approx(1.0) and f(6) == pytest.approx(0.0)
+    assert f(4) == pytest.approx(0.5 * (1 + math.cos(math.pi / 2)))
+
+
+class Kill(Callback):
+    def __init__(self, at):
+        self.at = at
+
+    def on_epoch_end(self, trainer, epoch, metrics):
+        if epoch == self.at:
+            trainer._save(False)  # the trainer checkpoints after the hooks
+            raise KeyboardInterrupt
+
+
+def test_callback_state_resumes_by_name_when_the_list_changes(tmp_path):
+    cfg = make_cfg(
+        training={
+            "epochs": 4,
+            "checkpoint_selection": "validation",
+            "early_stopping": {"patience": 3},
+        }
+    )
+    vals = [0.2, 0.4, 0.3, 0.5]
+    full = _trainer(cfg, callbacks=[Recorder("a")], validate=_scores(vals))
+    full.fit()
+
+    first = Recorder("a")
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(
+            cfg, tmp_path, callbacks=[first, Kill(at=1)], validate=_scores(vals)
+        ).fit()
+    saved = load_checkpoint(tmp_path / "last.pt")["callbacks"]
+    assert saved["Recorder[a]"]["count"] == first.count
+
+    again = Recorder("a")  # now after another callback: position changed
+    resumed = _trainer(
+        cfg, tmp_path, callbacks=[Recorder("b"), again], validate=_scores(vals[2:])
+    )
+    resumed.fit()
+    assert resumed.resumed and again.count == full.callbacks[1].count
+    stop_full = next(c for c in full.callbacks if isinstance(c, EarlyStopping))
+    stop_res = next(c for c in resumed.callbacks if isinstance(c, EarlyStopping))
+    assert stop_res.best == stop_full.best and stop_res.wait == stop_full.wait
+    assert same_weights(weights(resumed.method), weights(full.method))
+    key = ("epoch", "loss", "val/map@r")
+    assert [[r[k] for k in key] for r in resumed.history] == [
+        [r[k] for k in key] for r in full.history
+    ]

@@ -1,0 +1,66 @@
+"""``core.engine.run`` helpers: label noise, warm starts, exported weights."""
+
+import numpy as np
+import pytest
+import torch
+
+from dml_pipelines.core.config import parse_method_config
+from dml_pipelines.core.engine.run import noisy_labels, warm_start
+from dml_pipelines.core.engine.trainer import save_atomic
+from dml_pipelines.core.methods.registry import build_method
+
+
+def test_label_noise_moves_exactly_the_fraction_to_other_classes():
+    labels = np.repeat(np.arange(10), 20)
+    noisy = noisy_labels(labels, 10, 0.2, seed=3)
+    changed = noisy != labels
+    assert changed.sum() == 40  # every chosen label moved to another class
+    assert noisy.min() >= 0 and noisy.max() <= 9
+    assert np.array_equal(noisy, noisy_labels(labels, 10, 0.2, seed=3))
+    assert not np.array_equal(noisy, noisy_labels(labels, 10, 0.2, seed=4))
+    assert np.array_equal(noisy_labels(labels, 10, 0.0, seed=3), labels)
+
+
+def _cfg(**over):
+    return parse_method_config(
+        {
+            "method": "contrastive_c1",
+            "loss": {"name": "contrastive_c1"},
+            "backbone": {"name": "resnet18"},
+            "embedding_dim": 8,
+            **over,
+        }
+    )
+
+
+def test_init_from_a_torchvision_weights_file_fills_the_backbone(tmp_path):
+    import torchvision
+
+    torch.manual_seed(5)
+    net = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(net.state_dict(), path)
+    method = build_method(_cfg(), 4)
+    warm_start(method, str(path))
+    body = method.embedder.backbone.body
+    torch.testing.assert_close(body[0].weight, net.conv1.weight)
+    torch.testing.assert_close(
+        body[4][0].bn1.running_var, net.layer1[0].bn1.running_var
+    )
+    torch.testing.assert_close(body[7][1].conv2.weight, net.layer4[1].conv2.weight)
+
+
+def test_init_from_a_project_checkpoint_and_bad_files(tmp_path):
+    torch.manual_seed(1)
+    source = build_method(_cfg(), 4)
+    save_atomic({"model": source.export_state_dict()}, tmp_path / "model_state.pt")
+    torch.manual_seed(2)
+    target = build_method(_cfg(), 4)
+    warm_start(target, str(tmp_path / "model_state.pt"))
+    for k, v in source.export_state_dict().items():
+        torch.testing.assert_close(target.state_dict()[k], v)
+    with pytest.raises(ValueError, match="init_from.*does not exist"):
+        warm_start(target, str(tmp_path / "missing.pt"))
+    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="lacks"):
+        warm_start(target, str(tmp_path / "other.pth"))

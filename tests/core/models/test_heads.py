@@ -1,0 +1,54 @@
+"""Embedding heads and the embedder's ``features`` dict."""
+
+import pytest
+import torch
+
+from dml_pipelines.core.config import parse_method_config
+from dml_pipelines.core.models.embedder import build_embedder
+
+
+def cfg(head, dim=8):
+    return parse_method_config(
+        {
+            "method": "contrastive_c1",
+            "loss": {"name": "contrastive_c1"},
+            "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
+            "embedding_dim": dim,
+            "head": head,
+        }
+    )
+
+
+def test_linear_head_with_and_without_bias():
+    assert build_embedder(cfg({"name": "linear"})).head.bias is not None
+    head = build_embedder(cfg({"name": "linear", "args": {"bias": False}})).head
+    assert isinstance(head, torch.nn.Linear) and head.bias is None
+
+
+def test_identity_head_needs_the_backbone_width():
+    emb = build_embedder(cfg({"name": "identity"}, dim=16))
+    x = torch.randn(2, 3, 16, 16)
+    out = emb.eval().features(x)
+    torch.testing.assert_close(out["embedding"], out["pooled"])
+    with pytest.raises(ValueError, match="embedding_dim: 16"):
+        build_embedder(cfg({"name": "identity"}, dim=8))
+
+
+def test_mlp_head_shape_and_features_dict():
+    emb = build_embedder(cfg({"name": "mlp", "args": {"hidden_dim": 12}}))
+    layers = [m for m in emb.head if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in layers] == [(16, 12), (12, 8)]
+    out = emb.eval().features(torch.randn(3, 3, 16, 16))
+    assert out["feature_map"].shape[:2] == (3, 16)
+    assert out["pooled"].shape == (3, 16) and out["embedding"].shape == (3, 8)
+    torch.testing.assert_close(out["embedding"], emb.head(out["pooled"]))
+    torch.testing.assert_close(
+        emb(torch.zeros(1, 3, 16, 16)).norm(dim=1), torch.ones(1)
+    )
+
+
+def test_unknown_head_or_argument_names_the_key():
+    with pytest.raises(ValueError, match="head.name"):
+        cfg({"name": "mpl"})
+    with pytest.raises(ValueError, match="head.args"):
+        cfg({"name": "linear", "args": {"biass": False}})
