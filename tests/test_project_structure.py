@@ -101,9 +101,19 @@ def test_dvc_grid_agrees_with_the_vars_file_and_the_registry():
         assert stages[stage]["matrix"] == {
             "method": "${methods}",
             "dataset": "${datasets}",
+            "seed": "${seeds}",
         }
+        assert "run.seed=${item.seed}" in stages[stage]["cmd"]
+        assert all(
+            "seed${item.seed}" in str(o) for o in stages[stage].get("outs", [])
+        )
         assert stages[stage]["cmd"].startswith("kedro run --pipelines=${item.method}")
     assert set(grid["methods"]) <= set(METHOD_CONFIGS)
+    assert grid["seeds"] and all(isinstance(s, int) for s in grid["seeds"])
+    assert stages["aggregate"]["matrix"] == {
+        "method": "${methods}",
+        "dataset": "${datasets}",
+    }
     assert stages["data_external"]["matrix"]["dataset"] == "${external_datasets}"
     assert grid["datasets"] == grid["embedded_datasets"] + grid["external_datasets"]
     assert set(grid["datasets"]) <= set(DATASETS)

@@ -68,7 +68,7 @@ def test_two_seeds_and_their_aggregate(project):
     rep = project / "data/08_reporting/digits/contrastive_c1"
     m0, m1 = _json(rep / "seed0/metrics.json"), _json(rep / "seed1/metrics.json")
     assert (m0["seed"], m1["seed"]) == (0, 1) and m0["map@r"] != m1["map@r"]
-    summary = _json(rep / "seed_summary.json")
+    summary = _json(rep.parent / "seed_summary/contrastive_c1.json")
     assert summary["runs"] == ["seed0", "seed1"]
     agg = summary["metrics"]["map@r"]
     assert agg["n"] == 2
@@ -80,6 +80,13 @@ def test_test_only_method_runs_through_kedro(project):
     from tests.core.methods import toy_method
 
     toy_method.register()
+    try:
+        _run_toy(project, toy_method)
+    finally:
+        toy_method.unregister()
+
+
+def _run_toy(project, toy_method):
     block = {
         "method": toy_method.NAME,
         "loss": {"name": "contrastive_c1"},

@@ -46,6 +46,10 @@ class Registry(Generic[T]):
                 f"{where}unknown {self.kind} {name!r}; valid: {', '.join(self.names())}"
             ) from None
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a test that registered a component of its own)."""
+        self._items.pop(name, None)
+
     def names(self) -> list[str]:
         """Sorted registered names."""
         return sorted(self._items)

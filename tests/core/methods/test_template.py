@@ -2,6 +2,7 @@
 the test package trains through the real Trainer and the Kedro pipeline factory,
 with no edit to core/engine, core/config.py or the pipelines."""
 
+import pytest
 import torch
 
 from dml_pipelines.core.config import parse_method_config
@@ -11,6 +12,13 @@ from dml_pipelines.core.methods.registry import build_method
 
 from ..engine.conftest import make_loader, normalize
 from . import toy_method
+
+@pytest.fixture(autouse=True)
+def _toy():
+    toy_method.register()
+    yield
+    toy_method.unregister()
+
 
 RAW = {
     "method": toy_method.NAME,
@@ -31,7 +39,6 @@ RAW = {
 
 
 def test_toy_method_trains_through_the_real_trainer():
-    toy_method.register()
     cfg = parse_method_config(RAW)
     assert type(cfg).__name__ == "ToyConfig"
     torch.manual_seed(0)
@@ -57,7 +64,6 @@ def test_toy_method_trains_through_the_real_trainer():
 
 
 def test_toy_method_gets_a_kedro_pipeline_from_the_factory():
-    toy_method.register()
     from dml_pipelines.pipeline_registry import register_pipelines
 
     pipes = register_pipelines()

@@ -86,3 +86,9 @@ def register() -> None:
         register_config(NAME)(ToyConfig)
     if NAME not in METHODS:
         METHODS.register(NAME)(build)
+
+
+def unregister() -> None:
+    """Remove the toy method again (other tests list every registered method)."""
+    METHOD_CONFIGS.unregister(NAME)
+    METHODS.unregister(NAME)

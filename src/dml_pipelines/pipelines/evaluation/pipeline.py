@@ -51,14 +51,18 @@ def create_pipeline(config_cls=MethodConfig, **kwargs) -> Pipeline:
                 "protocol_card",
                 name="write_protocol_card",
             ),
+        ],
+        tags="evaluation",
+    ) + Pipeline(
+        [
             Node(
                 ev.aggregate_seeds,
                 ["seed_metrics", "metrics"],
                 "seed_summary",
                 name="aggregate_seeds",
-            ),
+            )
         ],
-        tags="evaluation",
+        tags="aggregate",
     )
 
 
