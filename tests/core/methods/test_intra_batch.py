@@ -187,14 +187,6 @@ def test_cub_recipe_sampler_draws_54_with_allowed_p():
 
 # --- config and YAML recipes ---------------------------------------------------
 
-SPEC = {  # §6: (lr, wd, T, layers, heads, cat, P, K, losses)
-    "cub200": (1.5637e-4, 6.06e-6, 0.2, 1, 2, False, 6, 9, 2),
-    "cars196": (3.6683e-4, 2.55e-9, 0.1111, 2, 8, True, 10, 7, 2),
-    "sop": (2.4725e-4, 2.77e-13, 0.6047, 1, 8, False, 15, 6, 1),
-    "sop_mpn": (2.4725e-4, 2.77e-13, 0.6047, 1, 8, False, 15, 6, 2),
-    "inshop": (1.1266e-4, 1.06e-7, 0.1859, 1, 4, False, 14, 4, 2),
-}
-
 
 def _recipes():
     raw = yaml.safe_load(YAML.read_text())["intra_batch"]
@@ -206,24 +198,10 @@ def test_every_yaml_recipe_validates(recipe):
     raw, _ = _recipes()
     cfg = IntraBatchConfig.model_validate({**raw, "recipe": recipe})
     assert cfg.normalization == "l2" and cfg.ddp_graph == "local"
-    if recipe in SPEC:
-        lr, wd, t, layers, heads, cat, p, k, n_losses = SPEC[recipe]
-        o = cfg.optimizer
-        assert (o.name, o.lr, o.weight_decay) == ("radam", lr, wd)
-        assert o.args == {"decoupled_weight_decay": True}
-        assert (cfg.temperature, cfg.mpn.layers, cfg.mpn.heads, cfg.mpn.cat) == (
-            t,
-            layers,
-            heads,
-            cat,
-        )
-        assert (cfg.sampler.P, cfg.sampler.K) == (p, k)
-        assert cfg.sampler.allow_repeated_classes and len(cfg.losses) == n_losses
-        assert cfg.backbone.name == "resnet50" and cfg.backbone.pretrained
-        assert (cfg.pooling.name, cfg.embedding_dim) == ("gmp", 512)
-        assert cfg.transforms.preset == "intra_batch" and cfg.training.epochs == 70
+    if recipe in RELEASED:
+        assert cfg.sampler.allow_repeated_classes and cfg.backbone.pretrained
+        assert (cfg.pooling.name, cfg.transforms.preset) == ("gmp", "intra_batch")
         assert cfg.training.checkpoint_selection == "test_recall_at_1"
-        assert [(d.epoch, d.factor) for d in cfg.lr_drops] == [(31, 0.1), (51, 0.1)]
     if recipe == "sop":
         assert cfg.losses == ["backbone_ce"]
 
@@ -259,3 +237,34 @@ def test_bad_keys_are_one_line_errors(over, message):
     with pytest.raises(ValueError, match=message) as info:
         parse_method_config({"method": "intra_batch", **over})
     assert "\n" not in str(info.value)
+
+
+# The released training configs of the official code, unrounded (one row per
+# dataset: layers, heads, cat, P, K, lr, weight decay, T, losses).
+RELEASED = {
+    "cub200": (1, 2, False, 6, 9, 0.0001563663718906821, 6.059722614369727e-06,
+               0.2, ["backbone_ce", "mpn_ce"]),
+    "cars196": (2, 8, True, 10, 7, 0.00036683239911604993, 2.551918610962277e-09,
+                0.1111111111111, ["backbone_ce", "mpn_ce"]),
+    "sop": (1, 8, False, 15, 6, 0.0002472471515853406, 2.7650277063275255e-13,
+            0.6046908988578005, ["backbone_ce"]),
+    "inshop": (1, 4, False, 14, 4, 0.00011265974954242144, 1.0554824926510768e-07,
+               0.18591347176280537, ["backbone_ce", "mpn_ce"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("dataset", sorted(RELEASED))
+def test_recipe_values_are_the_released_ones_exactly(dataset):
+    raw, _ = _recipes()
+    cfg = IntraBatchConfig.model_validate({**raw, "recipe": dataset})
+    layers, heads, cat, p, k, lr, wd, t, losses = RELEASED[dataset]
+    assert (cfg.mpn.layers, cfg.mpn.heads, cfg.mpn.cat) == (layers, heads, cat)
+    assert (cfg.sampler.P, cfg.sampler.K) == (p, k)
+    assert cfg.optimizer.name == "radam" and cfg.optimizer.lr == lr
+    assert cfg.optimizer.weight_decay == wd
+    assert cfg.optimizer.args == {"decoupled_weight_decay": True}
+    assert cfg.temperature == t and cfg.losses == losses
+    assert cfg.label_smoothing == 0.1 and cfg.mpn.dropout == 0.1
+    assert cfg.training.epochs == 70 and cfg.training.amp is False
+    assert cfg.embedding_dim == 512 and cfg.backbone.name == "resnet50"
+    assert [(d.epoch, d.factor) for d in cfg.lr_drops] == [(31, 0.1), (51, 0.1)]
