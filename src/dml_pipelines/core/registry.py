@@ -58,6 +58,24 @@ class Registry(Generic[T]):
         return name in self._items
 
 
+def import_modules(package: str, keep: Callable[[str], bool] = bool) -> list[str]:
+    """Import every public module of ``package`` whose stem passes ``keep`` (each
+    registers its components on import); return the stems, sorted. The one
+    discovery mechanism of the loss, method and method-config registries."""
+    import importlib
+    import pkgutil
+
+    pkg = importlib.import_module(package)
+    stems = sorted(
+        m.name
+        for m in pkgutil.iter_modules(pkg.__path__)
+        if not m.name.startswith("_") and keep(m.name)
+    )
+    for stem in stems:
+        importlib.import_module(f"{package}.{stem}")
+    return stems
+
+
 def check_args(
     builder: Callable[..., Any], args: dict[str, Any], key: str, skip: tuple = ()
 ) -> None:

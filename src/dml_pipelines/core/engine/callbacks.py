@@ -30,13 +30,9 @@ import math
 from typing import Any
 
 
-class Callback:
-    """No-op base; override the hooks you need (see the module docstring)."""
-
-    @property
-    def name(self) -> str:
-        """Key of this callback's state in checkpoints (default: class name)."""
-        return type(self).__name__
+class Hooks:
+    """The hook methods, all no-ops; shared by ``Callback`` and ``Method`` (the
+    method receives every hook before the callbacks do)."""
 
     def on_fit_start(self, trainer: Any) -> None:
         """Before the first epoch (also after a resume)."""
@@ -59,6 +55,15 @@ class Callback:
 
     def on_fit_end(self, trainer: Any) -> None:
         """After the last epoch, before the best weights are restored."""
+
+
+class Callback(Hooks):
+    """No-op base; override the hooks you need (see the module docstring)."""
+
+    @property
+    def name(self) -> str:
+        """Key of this callback's state in checkpoints (default: class name)."""
+        return type(self).__name__
 
     def state_dict(self) -> dict[str, Any]:
         """Callback state saved in the checkpoint (tensors and plain values)."""

@@ -15,16 +15,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from dml_pipelines.core.engine.callbacks import Callback
+from dml_pipelines.core.engine.callbacks import Callback, Hooks
 from dml_pipelines.core.models.embedder import Embedder
 
 
-class Method(nn.Module, ABC):
+class Method(Hooks, nn.Module, ABC):
     """Base class.
 
     Subclasses implement ``training_loss``; the defaults embed with the embedder,
     put backbone / head / everything else in three optimiser groups, export the
-    embedder's weights and do nothing in the hooks.
+    embedder's weights and do nothing in the hooks (``Hooks``: override any of
+    them; method state lives in buffers, checkpointed with ``state_dict``).
     """
 
     #: the embeddings artifact's ``normalization`` field
@@ -86,27 +87,6 @@ class Method(nn.Module, ABC):
     def callbacks(self) -> list[Callback]:
         """Extra engine callbacks of this method (e.g. reload-best lr drops)."""
         return []
-
-    # -- hooks (called before the callbacks'; state lives in ``state_dict``) -------
-    def on_fit_start(self, trainer: Any) -> None:
-        """Before the first epoch (also after a resume)."""
-
-    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
-        """Before epoch ``epoch`` (0-based) draws its first batch."""
-
-    def on_after_backward(self, trainer: Any) -> None:
-        """After backward and the AMP unscale, before the optimiser step."""
-
-    def on_step_end(
-        self, trainer: Any, logs: dict[str, float], global_step: int
-    ) -> None:
-        """After optimiser step ``global_step`` (memory enqueue, moment updates)."""
-
-    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
-        """After validation of epoch ``epoch``."""
-
-    def on_fit_end(self, trainer: Any) -> None:
-        """After the last epoch."""
 
     # -- checkpoints ---------------------------------------------------------------
     def export_state_dict(self) -> dict[str, torch.Tensor]:

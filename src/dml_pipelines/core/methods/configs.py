@@ -9,12 +9,10 @@ a method of its own (config here, builder in ``methods.registry.METHODS``).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from typing import Any
 
-from dml_pipelines.core.registry import Registry
+from dml_pipelines.core.registry import Registry, import_modules
 
 METHOD_CONFIGS: Registry = Registry("method")
 
@@ -26,27 +24,15 @@ def register_config(name: str) -> Callable[[Any], Any]:
     return METHOD_CONFIGS.register(name)
 
 
-def package_modules(config: bool) -> list[str]:
-    """Stems of the modules of ``core/methods`` that are (``config=True``) or are
-    not config modules (``*_config.py``); private modules are skipped."""
-    import dml_pipelines.core.methods as pkg
-
-    return sorted(
-        m.name
-        for m in pkgutil.iter_modules(pkg.__path__)
-        if m.name.endswith(CONFIG_SUFFIX) == config and not m.name.startswith("_")
-    )
-
-
-def config_modules() -> list[str]:
-    """Stems of the ``*_config.py`` modules of ``core/methods``."""
-    return package_modules(config=True)
+def is_config_module(stem: str) -> bool:
+    """``*_config`` modules hold configs; every other module of the package
+    except the template's own (``base``, ``configs``, ``registry``) a method."""
+    return stem.endswith(CONFIG_SUFFIX)
 
 
 def method_configs() -> dict[str, Any]:
     """Import every ``*_config`` module (each registers itself); ``name -> model``."""
-    for mod in config_modules():
-        importlib.import_module(f"dml_pipelines.core.methods.{mod}")
+    import_modules(__package__, is_config_module)
     return {name: METHOD_CONFIGS.get(name) for name in METHOD_CONFIGS.names()}
 
 

@@ -7,14 +7,18 @@ and registers its builder with ``@METHODS.register(<name>)``.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from dml_pipelines.core.losses import load_all as load_losses
 from dml_pipelines.core.methods.base import LossMethod, Method
-from dml_pipelines.core.methods.configs import method_configs, package_modules
+from dml_pipelines.core.methods.configs import is_config_module, method_configs
 from dml_pipelines.core.models.embedder import build_embedder
-from dml_pipelines.core.registry import Registry, call_with_args, check_args
+from dml_pipelines.core.registry import (
+    Registry,
+    call_with_args,
+    check_args,
+    import_modules,
+)
 
 if TYPE_CHECKING:
     from dml_pipelines.core.config import MethodConfig
@@ -36,9 +40,9 @@ def _build_baseline(cfg: Any, num_classes: int) -> Method:
     return LossMethod(build_embedder(cfg), build_loss(cfg, num_classes))
 
 
-def method_modules() -> list[str]:
-    """Stems of the method modules of ``core/methods``."""
-    return [m for m in package_modules(config=False) if m not in NOT_METHODS]
+def is_method_module(stem: str) -> bool:
+    """Modules of ``core/methods`` that hold a method."""
+    return not is_config_module(stem) and stem not in NOT_METHODS
 
 
 def load_all() -> Registry:
@@ -46,8 +50,7 @@ def load_all() -> Registry:
     baselines (every ``BaselineConfig`` entry of the config registry)."""
     from dml_pipelines.core.config import BaselineConfig
 
-    for mod in method_modules():
-        importlib.import_module(f"dml_pipelines.core.methods.{mod}")
+    import_modules(__package__, is_method_module)
     for name, model in method_configs().items():
         if issubclass(model, BaselineConfig) and name not in METHODS:
             METHODS.register(name)(_build_baseline)
