@@ -110,6 +110,11 @@ def test_dvc_grid_agrees_with_the_vars_file_and_the_registry():
         assert stages[stage]["cmd"].startswith("kedro run --pipelines=${item.method}")
     assert set(grid["methods"]) <= set(METHOD_CONFIGS)
     assert grid["seeds"] and all(isinstance(s, int) for s in grid["seeds"])
+    assert isinstance(grid["mlrc_methods"], list)
+    assert set(grid["mlrc_methods"]) <= set(METHOD_CONFIGS)
+    assert stages["train_fold"]["matrix"]["fold"] == [0, 1, 2, 3]
+    assert "run.fold=${item.fold}" in stages["train_fold"]["cmd"]
+    assert stages["mlrc"]["cmd"].startswith("kedro run --pipelines=${item.method}_mlrc")
     assert stages["aggregate"]["matrix"] == {
         "method": "${methods}",
         "dataset": "${datasets}",
