@@ -64,6 +64,7 @@ def make_dvc_repo(tmp_path, grid):
     shutil.copytree(
         ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__")
     )
+    grid = {"seeds": [0], "mlrc_methods": [], **grid}
     (tmp_path / "conf/grid.yaml").write_text(yaml.safe_dump(grid))
     params = tmp_path / "conf/base/parameters_contrastive_c1.yml"
     params.write_text(params.read_text().replace("epochs: 20", "epochs: 1"))

@@ -13,7 +13,13 @@ import pytest
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
-from dml_pipelines.core.data.cache import ImageCache, build_cache, resized_size
+from dml_pipelines.core.data.cache import (
+    ImageCache,
+    build_cache,
+    decode_image,
+    resized_size,
+    to_rgb,
+)
 
 
 def _rgb(h: int, w: int, seed: int) -> np.ndarray:
@@ -261,3 +267,88 @@ def test_invalid_options(root, tmp_path):
         build_cache(_table(PATHS), root, tmp_path / "c", resize_shorter=0)
     with pytest.raises(FileNotFoundError, match="nothere"):
         build_cache(_table(PATHS), tmp_path / "nothere", tmp_path / "c")
+
+
+# --- image details (issue 17 point 6) ------------------------------------------------
+
+
+def _halves(h: int, w: int) -> np.ndarray:
+    """Left half red, right half blue (upright content)."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, : w // 2, 0] = 255
+    img[:, w // 2 :, 2] = 255
+    return img
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_exif_rotated_image_is_decoded_upright(tmp_path, fmt):
+    """A 40x24 (w x h) photo stored sideways (24 x 40) with orientation 6
+    ("rotate 90 degrees clockwise to display") decodes as the upright 40x24."""
+    upright = Image.fromarray(_halves(24, 40))
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # counter-clockwise
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / f"sideways.{fmt.lower()}"
+    stored.save(path, fmt, exif=exif, **({"quality": 95} if fmt == "JPEG" else {}))
+    assert Image.open(path).size == (24, 40)
+    img = decode_image(path)
+    assert img.shape == (24, 40, 3)
+    left, right = img[:, :16].mean(axis=(0, 1)), img[:, 24:].mean(axis=(0, 1))
+    assert left[0] > 200 and left[2] < 50, left
+    assert right[2] > 200 and right[0] < 50, right
+    # the box applies to the upright image
+    crop = decode_image(path, box=(0, 0, 10, 24))
+    assert crop.shape == (24, 10, 3) and crop[..., 0].mean() > 200
+
+
+def test_cmyk_jpeg_decodes_to_rgb(tmp_path):
+    cmyk = np.zeros((12, 16, 4), np.uint8)
+    cmyk[:, :8] = (0, 255, 255, 0)  # red
+    cmyk[:, 8:] = (255, 255, 0, 0)  # blue
+    path = tmp_path / "cmyk.jpg"
+    Image.fromarray(cmyk, "CMYK").save(path, quality=95)
+    assert Image.open(path).mode == "CMYK"
+    img = decode_image(path).astype(int)
+    assert img.shape == (12, 16, 3)
+    assert np.abs(img[:, :6] - [255, 0, 0]).max() < 30
+    assert np.abs(img[:, 10:] - [0, 0, 255]).max() < 30
+
+
+def test_16bit_greyscale_is_scaled_not_clipped(tmp_path):
+    values = np.array([[0, 257, 32896, 65535]] * 3, dtype=np.uint16)
+    path = tmp_path / "grey16.png"
+    Image.fromarray(values).save(path)
+    assert Image.open(path).mode.startswith("I")
+    img = decode_image(path)
+    assert img.dtype == np.uint8 and img.shape == (3, 4, 3)
+    np.testing.assert_array_equal(img[0, :, 0], [0, 1, 128, 255])
+    np.testing.assert_array_equal(img[..., 0], img[..., 2])
+    # an 8-bit range stored in mode I keeps its values
+    np.testing.assert_array_equal(
+        np.asarray(to_rgb(Image.fromarray(np.array([[0, 7, 255]], np.int32))))[0, :, 1],
+        [0, 7, 255],
+    )
+
+
+def test_16bit_rgb_png_is_decoded(tmp_path):
+    """A 48-bit RGB PNG (what scanners write): Pillow reads it as 8-bit RGB."""
+    import struct
+    import zlib
+
+    rgb16 = np.zeros((2, 3, 3), ">u2")
+    rgb16[..., 0] = 65535  # red
+    raw = b"".join(b"\x00" + row.tobytes() for row in rgb16)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", 3, 2, 16, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+    png += chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    path = tmp_path / "rgb48.png"
+    path.write_bytes(png)
+    img = decode_image(path)
+    assert img.shape == (2, 3, 3)
+    np.testing.assert_array_equal(img[..., 0], 255)
+    np.testing.assert_array_equal(img[..., 1:], 0)

@@ -14,6 +14,7 @@ def read_index(
     *,
     expected_counts: Any = "default",
     on_missing: str = "raise",
+    on_error: str = "raise",
     **options: Any,
 ) -> pd.DataFrame:
     """Read a dataset's index table (specs/datasets.md §1), dispatching by ``name``.
@@ -24,21 +25,31 @@ def read_index(
         expected_counts: ``"default"`` (the published counts), a dict of split ->
             image count, or ``None`` to disable the check.
         on_missing: ``raise`` or ``skip`` for images listed but absent.
-        **options: reader-specific options (e.g. ``image_root`` for In-Shop).
+        on_error: ``raise`` or ``skip`` for files that are not readable images
+            (the archive readers open every image header unless the option
+            ``verify_images`` is false; embedded datasets are not checked here).
+        **options: reader-specific options (e.g. ``image_root`` for In-Shop,
+            ``class_split`` for CUB and Cars, ``verify_images``).
 
     Returns:
-        The index table (columns ``index.COLUMNS``).
+        The index table (columns ``index.COLUMNS``); rows dropped by a ``skip``
+        policy are listed in ``attrs["skipped"]`` (path, label, split, reason).
     """
     from dml_pipelines.core.data.formats import load_all
 
-    if on_missing not in ("raise", "skip"):
-        raise ValueError(
-            f"data.on_missing: {on_missing!r} is invalid; valid: raise, skip"
-        )
+    for key, value in (("on_missing", on_missing), ("on_error", on_error)):
+        if value not in ("raise", "skip"):
+            raise ValueError(f"data.{key}: {value!r} is invalid; valid: raise, skip")
     reader = load_all().get(name, key="dataset")
     root = Path(root)
     if not root.exists() and name not in ("digits", "glyphs"):
         raise FileNotFoundError(f"data root {root} does not exist (dataset {name!r})")
-    return reader(
-        root, expected_counts=expected_counts, on_missing=on_missing, **options
+    table = reader(
+        root,
+        expected_counts=expected_counts,
+        on_missing=on_missing,
+        on_error=on_error,
+        **options,
     )
+    table.attrs.setdefault("skipped", [])
+    return table

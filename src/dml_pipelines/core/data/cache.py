@@ -1,6 +1,7 @@
 """The prepared-image cache: decode and resize every image once, read it fast later.
 
-``build_cache`` decodes each row of an index table once with Pillow as RGB, optionally
+``build_cache`` decodes each row of an index table once with Pillow as RGB (EXIF
+orientation applied; CMYK, palette, grey and 16-bit images converted), optionally
 crops it to its box (specs/datasets.md §9), resizes its shorter side exactly as
 ``torchvision.transforms.Resize(size)`` does on a PIL image (bilinear, antialiased,
 long side ``int(size * long / short)``), and appends the uint8 pixels (H, W, 3) to one
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageOps
 
 FORMAT = "dml_pipelines.image_cache"
 FORMAT_VERSION = 1
@@ -59,6 +60,28 @@ def resized_size(width: int, height: int, shorter: int) -> tuple[int, int]:
     return int(shorter * width / height), shorter
 
 
+_WIDE_MODES = {"I;16": 257.0, "I;16B": 257.0, "I;16L": 257.0, "I;16N": 257.0}
+"""Pillow modes of 16-bit greyscale images -> divisor to 0-255 (65535 / 255)."""
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert a decoded image to 8-bit RGB.
+
+    16-bit greyscale (modes ``I;16*``, and ``I`` holding values above 255, as
+    Pillow opens 16-bit PNG and TIFF files) is scaled by 255/65535 instead of
+    being clipped at 255; every other mode (CMYK, palette, grey, alpha) goes
+    through Pillow's ``convert("RGB")``.
+    """
+    divisor = _WIDE_MODES.get(img.mode)
+    if divisor is None and img.mode == "I":
+        divisor = 257.0 if np.asarray(img).max(initial=0) > 255 else 1.0
+    if divisor is not None:
+        grey = np.asarray(img, dtype=np.float64) / divisor
+        grey = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    return img.convert("RGB")
+
+
 def decode_image(
     path: str | Path,
     box: Sequence[float] | None = None,
@@ -66,11 +89,16 @@ def decode_image(
 ) -> np.ndarray:
     """Decode one image as RGB, crop it to ``box`` and resize its shorter side.
 
+    The EXIF orientation tag is applied first (``ImageOps.exif_transpose``), so a
+    photo stored sideways with an orientation tag is decoded upright; CMYK,
+    palette, grey, alpha and 16-bit images are converted to 8-bit RGB
+    (:func:`to_rgb`).
+
     Args:
         path: image file.
-        box: ``(x1, y1, x2, y2)`` in pixels of the decoded image, or ``None``. It is
-            clipped to the image; ``x1, y1`` are floored and ``x2, y2`` ceiled so that
-            every partly covered pixel is kept.
+        box: ``(x1, y1, x2, y2)`` in pixels of the decoded (upright) image, or
+            ``None``. It is clipped to the image; ``x1, y1`` are floored and
+            ``x2, y2`` ceiled so that every partly covered pixel is kept.
         resize_shorter: target shorter side (bilinear, antialiased), or ``None`` for
             the native size.
 
@@ -85,7 +113,8 @@ def decode_image(
     if path.is_file() and path.stat().st_size == 0:
         raise ValueError("empty file (0 bytes)")
     with Image.open(path) as img:
-        img = img.convert("RGB")  # forces the full decode; truncation raises here
+        img.load()  # the full decode; truncation raises here
+        img = to_rgb(ImageOps.exif_transpose(img))
     if box is not None:
         w, h = img.size
         x1 = max(0, math.floor(box[0]))
@@ -222,10 +251,10 @@ def build_cache(
 ) -> ImageCache:
     """Decode every row of ``table`` once into a uint8 cache at ``directory``.
 
-    Images are decoded as RGB (grey, palette, CMYK and RGBA are converted; alpha is
-    dropped), cropped to their box if ``use_bbox`` (rows without a box keep the whole
-    image), then resized (shorter side, see ``decode_image``). EXIF orientation is
-    not applied (as in torchvision's loader). The cache is written to a temporary
+    Images are decoded as RGB (grey, palette, CMYK, 16-bit and RGBA are
+    converted; alpha is dropped) with their EXIF orientation applied, cropped to
+    their box if ``use_bbox`` (rows without a box keep the whole image), then
+    resized (shorter side, see ``decode_image``). The cache is written to a temporary
     directory beside ``directory`` and renamed into place, so a failed build leaves
     the previous cache (if any) untouched.
 

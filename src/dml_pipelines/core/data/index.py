@@ -102,3 +102,31 @@ def validate_index_table(table: pd.DataFrame, name: str = "index table") -> None
             f"{name}: {len(train & other)} labels appear in train and in evaluation "
             "splits; the DML split must be class-disjoint"
         )
+
+
+def check_splits_nonempty(table: pd.DataFrame, name: str, rule: str) -> None:
+    """Raise a one-line ``ValueError`` when a split the evaluation needs is empty.
+
+    A table needs training rows, and either ``test`` rows (leave-one-out) or both
+    ``query`` and ``gallery`` rows; a ``query`` split without a ``gallery`` (or the
+    reverse) is an error too.
+
+    Args:
+        table: the index table.
+        name: dataset name, the message prefix.
+        rule: how the split was decided (e.g. ``class_split=standard: ...``),
+            named in the message.
+    """
+    counts = table["split"].value_counts()
+    has = {s: int(counts.get(s, 0)) > 0 for s in SPLITS}
+    if has["query"] or has["gallery"]:
+        needed = ("train", "query", "gallery")
+    else:
+        needed = ("train", "test")
+    empty = [s for s in needed if not has[s]]
+    if empty:
+        found = ", ".join(f"{s} {int(counts.get(s, 0))}" for s in SPLITS)
+        what = "split is" if len(empty) == 1 else "splits are"
+        raise ValueError(
+            f"{name}: the {' and '.join(empty)} {what} empty ({found} images; {rule})"
+        )

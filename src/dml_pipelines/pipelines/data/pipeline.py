@@ -11,13 +11,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 ingest_dataset,
                 ["params:data", "params:datasets"],
-                "index_table",
+                "listed_index_table",
                 name="ingest_dataset",
             ),
             Node(
                 prepare_images,
-                ["index_table", "params:data", "params:datasets"],
-                "image_cache",
+                ["listed_index_table", "params:data", "params:datasets"],
+                ["index_table", "image_cache", "skipped_images"],
                 name="prepare_images",
             ),
         ],

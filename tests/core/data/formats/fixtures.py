@@ -272,13 +272,22 @@ INSHOP_TRAIN_ITEMS = (1, 2, 4, 7, 8)
 INSHOP_TEST_ITEMS = (3, 5, 6, 9, 12)
 
 
-def build_inshop(root: Path, *, archive: bool = False, image_root: str = "img") -> dict:
+def build_inshop(
+    root: Path,
+    *,
+    archive: bool = False,
+    image_root: str = "img",
+    highres_size: tuple[int, int] | None = None,
+) -> dict:
     """Train items with 2 images; test items with 1 query and 1-2 gallery images.
 
     Args:
         root: where to write.
         archive: images under ``Img/<image_root>/`` instead of ``<image_root>/``.
         image_root: ``img`` or ``img_highres``.
+        highres_size: with ``img_highres``, also write the 8x8 low-resolution
+            ``img/`` copies and make the high-resolution images this (width,
+            height).
     """
     records = []
     for item in sorted(INSHOP_TRAIN_ITEMS + INSHOP_TEST_ITEMS):
@@ -290,7 +299,12 @@ def build_inshop(root: Path, *, archive: bool = False, image_root: str = "img") 
         for k, split in enumerate(splits, 1):
             name = f"img/{gender}/{cloth}/id_{item:08d}/{k:02d}_{k}_front.jpg"
             rel = ("Img/" if archive else "") + image_root + name[3:]
-            write_image(root / rel)
+            if highres_size is None:
+                write_image(root / rel)
+            else:
+                write_image(root / ("Img/" if archive else "") / name)
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                Image.new("RGB", highres_size, (9, 9, 9)).save(root / rel)
             records.append(
                 {
                     "name": name,
@@ -369,3 +383,73 @@ def check_class_disjoint(table) -> None:
     train = set(table.loc[table["split"] == "train", "label"])
     other = set(table.loc[table["split"] != "train", "label"])
     assert train and other and not train & other
+
+
+# --- downloaded archives (issue 17 point 5) ------------------------------------------
+
+
+def pack_tar(archive: Path, base: Path, members: list[str]) -> Path:
+    """A gzip tarball of ``base / member`` for each member (paths kept relative)."""
+    import tarfile
+
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        for member in members:
+            tar.add(base / member, arcname=member)
+    return archive
+
+
+def pack_zip(archive: Path, base: Path, members: list[str]) -> Path:
+    """A zip of every file under ``base / member`` (paths relative to ``base``)."""
+    import zipfile
+
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(archive, "w") as z:
+        for member in members:
+            src = base / member
+            files = sorted(src.rglob("*")) if src.is_dir() else [src]
+            for f in files:
+                z.write(f, f.relative_to(base).as_posix())
+    return archive
+
+
+def pack_download(dataset: str, layout: str, tmp: Path) -> tuple[Path, Path, dict]:
+    """Write a miniature of ``dataset``'s ``layout`` unpacked (as the reader reads
+    it) and as the files a user downloads.
+
+    Returns:
+        ``(unpacked root, downloads folder, fixture info)``; the root is the
+        folder ``read_index`` reads (``CUB_200_2011/``, ``Stanford_Online_Products/``
+        or the dataset folder), as ``extract_archives`` lays it out under its
+        destination.
+    """
+    src, downloads = tmp / "unpacked", tmp / "downloads"
+    downloads.mkdir(parents=True)
+    if dataset == "cub200":
+        info = build_cub(src / "CUB_200_2011")
+        pack_tar(downloads / "CUB_200_2011.tgz", src, ["CUB_200_2011"])
+        return src / "CUB_200_2011", downloads, info
+    if dataset == "sop":
+        info = build_sop(src / "Stanford_Online_Products")
+        pack_zip(
+            downloads / "Stanford_Online_Products.zip",
+            src,
+            ["Stanford_Online_Products"],
+        )
+        return src / "Stanford_Online_Products", downloads, info
+    if dataset == "inshop":
+        info = build_inshop(src)
+        pack_zip(downloads / "img.zip", src, ["img"])
+        shutil.copy(src / "Eval/list_eval_partition.txt", downloads)
+        shutil.copy(src / "Anno/list_bbox_inshop.txt", downloads)
+        return src, downloads, info
+    info = build_cars(src, layout)
+    if layout == "original":
+        pack_tar(downloads / "car_ims.tgz", src, ["car_ims"])
+        shutil.copy(src / "cars_annos.mat", downloads)
+    else:
+        for name in ("devkit", "cars_train", "cars_test"):
+            archive = "car_devkit.tgz" if name == "devkit" else f"{name}.tgz"
+            pack_tar(downloads / archive, src, [name])
+        shutil.copy(src / "cars_test_annos_withlabels.mat", downloads)
+    return src, downloads, info

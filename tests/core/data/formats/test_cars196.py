@@ -219,3 +219,36 @@ def test_layout_option(cars):
         read(root, layout="original")
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['bbox'\]"):
         read(root, bbox=True)
+
+
+def test_partial_copy_needs_class_split_halves(tmp_path):
+    """Issue 17 point 1: the images of classes 21-196 are absent (a partial
+    extraction, on_missing: skip): the standard rule leaves the test split empty;
+    halves splits the 20 classes present 1-10 / 11-20."""
+    build_cars(tmp_path, "original")
+    for rel in sorted((tmp_path / "car_ims").iterdir())[30:]:
+        rel.unlink()
+    with (
+        pytest.warns(UserWarning, match="skipped"),
+        pytest.raises(
+            ValueError,
+            match=r"cars196: the test split is empty .*class_split=standard: "
+            r"classes <= 98 train.*the copy holds \d+ classes \(1-\d+\)",
+        ),
+    ):
+        read(tmp_path, expected_counts=None, on_missing="skip")
+    with pytest.warns(UserWarning, match="skipped"):
+        table = read(
+            tmp_path, expected_counts=None, on_missing="skip", class_split="halves"
+        )
+    classes = sorted(table["label"].unique())
+    n_train = (len(classes) + 1) // 2
+    assert (
+        sorted(table.loc[table["split"] == "train", "label"].unique())
+        == (classes[:n_train])
+    )
+    assert (
+        sorted(table.loc[table["split"] == "test", "label"].unique())
+        == (classes[n_train:])
+    )
+    check_class_disjoint(table)

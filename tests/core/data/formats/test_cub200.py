@@ -142,7 +142,9 @@ def test_image_without_label_is_an_error(tmp_path):
 def test_bad_arguments(cub):
     root, _ = cub
     with pytest.raises(
-        ValueError, match=r"unknown option\(s\) \['colour'\]; valid: folds"
+        ValueError,
+        match=r"unknown option\(s\) \['colour'\]; valid: class_split, folds, "
+        "verify_images",
     ):
         read(root, colour=1)
     with pytest.raises(ValueError, match="expected_counts split 'val' is invalid"):
@@ -153,3 +155,100 @@ def test_bad_arguments(cub):
         read(root, expected_counts="all")
     with pytest.raises(ValueError, match="folds must be an integer >= 2, got 1"):
         read(root, folds=1)
+    with pytest.raises(ValueError, match="on_error 'ignore' is invalid"):
+        read(root, on_error="ignore")
+    with pytest.raises(ValueError, match="class_split 'thirds' is invalid; valid: "):
+        read(root, class_split="thirds")
+    with pytest.raises(ValueError, match="verify_images must be true or false"):
+        read(root, verify_images="yes")
+
+
+# --- issue 17: partial copies, header checks, skipped rows ---------------------------
+
+
+def partial_copy(root, classes) -> list[dict]:
+    """Rewrite the list files of a CUB miniature to hold only ``classes``."""
+    info = build_cub(root)
+    keep = [r for r in info["records"] if r["label"] in classes]
+    write_lines(root / "images.txt", [f"{r['id']} {r['rel']}" for r in keep])
+    write_lines(
+        root / "image_class_labels.txt", [f"{r['id']} {r['label']}" for r in keep]
+    )
+    write_lines(
+        root / "bounding_boxes.txt",
+        [f"{r['id']} " + " ".join(f"{v:.1f}" for v in r["xywh"]) for r in keep],
+    )
+    return keep
+
+
+def test_partial_copy_fails_on_an_empty_test_split_unless_split_in_halves(tmp_path):
+    """An 8-class copy with expected_counts: null: the standard rule leaves the
+    test split empty -> one-line error naming the dataset and the rule; halves ->
+    classes 1-4 train, 5-8 test."""
+    keep = partial_copy(tmp_path, range(1, 9))
+    with pytest.raises(ValueError) as err:
+        read(tmp_path, expected_counts=None)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith(
+        f"cub200: the test split is empty (train {len(keep)}, test 0, query 0"
+    )
+    assert "class_split=standard: classes <= 100 train" in msg
+    assert "the copy holds 8 classes (1-8)" in msg
+    assert "set datasets.cub200.options.class_split: halves" in msg
+    table = read(tmp_path, expected_counts=None, class_split="halves")
+    assert sorted(table.loc[table["split"] == "train", "label"].unique()) == [
+        1,
+        2,
+        3,
+        4,
+    ]
+    assert sorted(table.loc[table["split"] == "test", "label"].unique()) == [5, 6, 7, 8]
+    assert len(table) == len(keep)
+    check_class_disjoint(table)
+
+
+def test_halves_gives_the_larger_half_to_train_and_standard_stays_default(cub):
+    root, info = cub
+    table = read(root, expected_counts=info["expected_counts"], class_split="halves")
+    # 200 classes: halves is the standard split
+    pd.testing.assert_frame_equal(
+        table, read(root, expected_counts=info["expected_counts"])
+    )
+
+
+def test_corrupt_images_are_listed_in_one_error_or_skipped(tmp_path):
+    info = build_cub(tmp_path)
+    bad = [info["records"][i] for i in (3, 150, 151)]
+    (tmp_path / bad[0]["path"]).write_bytes(b"not a jpeg at all")
+    (tmp_path / bad[1]["path"]).write_bytes(b"")
+    (tmp_path / bad[2]["path"]).write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)
+    counts = info["expected_counts"]
+    with pytest.raises(ValueError) as err:
+        read(tmp_path, expected_counts=counts)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"cub200: 3 of {len(info['records'])} images are not ")
+    for r in bad:
+        assert r["path"] in msg
+    assert "set on_error: skip to drop them" in msg
+    # verify_images: false defers the failure to the cache build
+    assert len(read(tmp_path, expected_counts=counts, verify_images=False)) == len(
+        info["records"]
+    )
+    with pytest.warns(UserWarning, match=r"skipped 3 unreadable image\(s\)"):
+        table = read(tmp_path, expected_counts=counts, on_error="skip")
+    assert len(table) == len(info["records"]) - 3
+    assert not {r["path"] for r in bad} & set(table["path"])
+    skipped = table.attrs["skipped"]
+    assert [s["path"] for s in skipped] == [r["path"] for r in bad]
+    assert [s["split"] for s in skipped] == ["train", "test", "test"]
+    assert "empty file" in skipped[1]["reason"]
+
+
+def test_more_than_ten_bad_files_name_the_first_ten_and_count(tmp_path):
+    info = build_cub(tmp_path)
+    for r in info["records"][:12]:
+        (tmp_path / r["path"]).write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"12 of \d+ images .* and 2 more"):
+        read(tmp_path, expected_counts=info["expected_counts"])

@@ -23,7 +23,12 @@ from .fixtures import (
 @pytest.mark.parametrize("archive", [False, True])
 @pytest.mark.parametrize("image_root", ["img", "img_highres"])
 def test_table_matches_the_partition(tmp_path, archive, image_root):
-    info = build_inshop(tmp_path, archive=archive, image_root=image_root)
+    info = build_inshop(
+        tmp_path,
+        archive=archive,
+        image_root=image_root,
+        highres_size=None if image_root == "img" else (8, 8),
+    )
     opts = {} if image_root == "img" else {"image_root": image_root}
     table = read(tmp_path, expected_counts=info["expected_counts"], **opts)
     records = info["records"]
@@ -37,7 +42,31 @@ def test_table_matches_the_partition(tmp_path, archive, image_root):
     assert table["super_label"].tolist() == [r["super"] for r in records]
     boxes = np.array([r["box"] for r in records])
     np.testing.assert_array_equal(table[["x1", "y1", "x2", "y2"]].to_numpy(), boxes)
-    assert table.attrs["bbox_image_root"] == "img"
+    assert table.attrs["bbox_image_root"] == image_root
+
+
+@pytest.mark.parametrize("archive", [False, True])
+def test_highres_boxes_are_rescaled_by_the_measured_size_ratio(tmp_path, archive):
+    """Issue 17 point 6: low-res boxes rescaled to 24x16 high-res images (8x8
+    low-res): x by 3, y by 2."""
+    info = build_inshop(
+        tmp_path, archive=archive, image_root="img_highres", highres_size=(24, 16)
+    )
+    table = read(
+        tmp_path, expected_counts=info["expected_counts"], image_root="img_highres"
+    )
+    boxes = np.array([r["box"] for r in info["records"]]) * [3, 2, 3, 2]
+    np.testing.assert_allclose(table[["x1", "y1", "x2", "y2"]].to_numpy(), boxes)
+    assert table.attrs["bbox_image_root"] == "img_highres"
+
+
+def test_highres_without_lowres_folder_clears_the_boxes(tmp_path):
+    info = build_inshop(tmp_path, image_root="img_highres")
+    with pytest.warns(UserWarning, match="boxes cleared: the low-resolution folder"):
+        table = read(
+            tmp_path, expected_counts=info["expected_counts"], image_root="img_highres"
+        )
+    assert table[["x1", "y1", "x2", "y2"]].isna().all().all()
 
 
 def test_query_gallery_keep_original_item_ids(tmp_path):

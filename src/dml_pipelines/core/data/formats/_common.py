@@ -4,8 +4,13 @@
 Every reader follows the same steps: validate its options (:func:`check_options`),
 find its annotation files (:func:`locate`, :func:`require_files`), parse them with
 line numbers (:func:`read_rows`, :class:`Source`), then hand the rows to
-:func:`finish`, which checks that the images exist (``on_missing``), checks the
-per-split counts against ``expected_counts`` and builds the index table.
+:func:`finish`, which checks that the images exist (``on_missing``), opens every
+image header (``verify_images``, ``on_error``), checks the per-split counts against
+``expected_counts`` (minus the skipped rows), builds the index table and checks
+that no split the evaluation needs is empty.
+
+Rows dropped by ``on_missing: skip`` or ``on_error: skip`` are listed in
+``table.attrs["skipped"]`` (dicts with ``path``, ``label``, ``split``, ``reason``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import csv
 import os
 import warnings
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +27,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dml_pipelines.core.data.images import describe_bad, verify_images
 from dml_pipelines.core.data.index import (
     SPLITS,
+    check_splits_nonempty,
     make_index_table,
     validate_index_table,
 )
@@ -36,8 +43,11 @@ DEFAULT_COUNTS: dict[str, dict[str, int]] = {
 }
 """Published DML image counts per split of the full archives (§6.1)."""
 
-COMMON_OPTIONS: dict[str, Any] = {"folds": 4}
-"""Options every archive reader accepts: ``folds`` = number of MLRC class blocks."""
+COMMON_OPTIONS: dict[str, Any] = {"folds": 4, "verify_images": True}
+"""Options every archive reader accepts: ``folds`` = number of MLRC class blocks;
+``verify_images`` = open every image header at ingestion (DEFAULT on)."""
+
+ERROR_POLICIES = ("raise", "skip")
 
 Row = tuple[int, list[str]]
 """A parsed line: (1-based line number, fields)."""
@@ -90,19 +100,23 @@ def check_options(
     *,
     expected_counts: Any,
     on_missing: str,
+    on_error: str = "raise",
 ) -> dict[str, Any]:
     """Validate the common arguments and a reader's options.
 
     Args:
         dataset: reader name.
         options: the ``**options`` a reader received.
-        defaults: the reader's own options with their defaults (``folds`` is added).
+        defaults: the reader's own options with their defaults (``folds`` and
+            ``verify_images`` are added).
         expected_counts: ``"default"``, a mapping split -> count, or ``None``.
         on_missing: ``raise`` or ``skip``.
+        on_error: ``raise`` or ``skip`` for files that are not readable images.
 
     Returns:
         ``defaults`` updated with ``options``, plus ``expected`` = the resolved
-        expected counts (a dict, or ``None`` when the check is disabled).
+        expected counts (a dict, or ``None`` when the check is disabled) and
+        ``on_error``.
 
     Raises:
         ValueError: one line naming the bad option and the valid values.
@@ -114,15 +128,22 @@ def check_options(
             f"{dataset}: unknown option(s) {unknown}; "
             f"valid: {', '.join(sorted(allowed))}"
         )
-    if on_missing not in ("raise", "skip"):
-        raise ValueError(
-            f"{dataset}: on_missing {on_missing!r} is invalid; valid: raise, skip"
-        )
+    for key, value in (("on_missing", on_missing), ("on_error", on_error)):
+        if value not in ERROR_POLICIES:
+            raise ValueError(
+                f"{dataset}: {key} {value!r} is invalid; valid: raise, skip"
+            )
     opts = {**allowed, **options}
     folds = opts["folds"]
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ValueError(f"{dataset}: folds must be an integer >= 2, got {folds!r}")
+    if not isinstance(opts["verify_images"], bool):
+        raise ValueError(
+            f"{dataset}: verify_images must be true or false, "
+            f"got {opts['verify_images']!r}"
+        )
     opts["expected"] = resolve_expected(dataset, expected_counts)
+    opts["on_error"] = on_error
     return opts
 
 
@@ -260,7 +281,7 @@ def finish(
     *,
     path: Sequence[str],
     label: Sequence[int],
-    split: Sequence[str],
+    split: Sequence[str] | Splitter,
     source: str,
     opts: Mapping[str, Any],
     on_missing: str,
@@ -272,24 +293,30 @@ def finish(
     Args:
         dataset: reader name.
         root: dataset root; ``path`` entries are relative to it.
-        path, label, split: one entry per listed image, in list-file order.
+        path, label: one entry per listed image, in list-file order.
+        split: one split name per listed image, or a :data:`Splitter` (a class
+            split rule, see :func:`class_splitter`) applied to the labels of the
+            images that remain after the missing and unreadable ones are dropped.
         source: the list file(s) the rows came from, named in messages.
-        opts: the output of :func:`check_options` (``folds``, ``expected``).
+        opts: the output of :func:`check_options` (``folds``, ``expected``,
+            ``verify_images``, ``on_error``).
         on_missing: ``raise`` or ``skip``.
         boxes: optional (N, 4) float array x1, y1, x2, y2 (NaN = no box).
         super_label: optional N integers.
 
     Returns:
         The index table (RangeIndex 0..N'-1, rows in the given order, skipped
-        rows removed).
+        rows removed and listed in ``attrs["skipped"]``).
 
     Raises:
         FileNotFoundError: a listed image is missing and ``on_missing='raise'``.
-        ValueError: per-split counts differ from the expected counts (minus the
-            skipped images), or train and evaluation splits share a label.
+        ValueError: files that are not readable images and ``on_error='raise'``
+            (all listed in one line, the first 10 named); per-split counts differ
+            from the expected counts (minus the skipped images); train and
+            evaluation splits share a label; a split the evaluation needs is empty.
     """
     paths = list(path)
-    splits = np.asarray(list(split), dtype=object)
+    labels = np.asarray(label, dtype=np.int64)
     exists = np.fromiter(
         (os.path.isfile(os.path.join(root, p)) for p in paths), bool, len(paths)
     )
@@ -300,8 +327,27 @@ def finish(
             f"{dataset}: image {root / paths[missing[0]]} listed in {source} does not "
             f"exist{more}; set on_missing: skip to drop missing images"
         )
-    skipped = Counter(splits[missing].tolist())
-    found = Counter(splits[exists].tolist())
+    reason = {int(i): "missing" for i in missing}
+    if opts.get("verify_images", False):
+        present = np.flatnonzero(exists)
+        bad = verify_images(root, [paths[i] for i in present], desc=dataset)
+        if bad and opts.get("on_error", "raise") == "raise":
+            raise ValueError(
+                f"{dataset}: "
+                + describe_bad([(paths[present[j]], r) for j, r in bad], present.size)
+                + f" (under {root}; set on_error: skip to drop them)"
+            )
+        reason.update({int(present[j]): r for j, r in bad})
+    dropped = np.asarray(sorted(reason), dtype=np.int64)
+    keep_mask = np.ones(len(paths), bool)
+    keep_mask[dropped] = False
+    if callable(split):
+        split, rule = split(labels, keep_mask)
+    else:
+        rule = f"the split listed in {source}"
+    splits = np.asarray(list(split), dtype=object)
+    skipped = Counter(splits[dropped].tolist())
+    found = Counter(splits[keep_mask].tolist())
     expected = opts["expected"]
     if expected is not None and any(
         found.get(s, 0) != expected.get(s, 0) - skipped.get(s, 0)
@@ -312,26 +358,98 @@ def finish(
             + "; ".join(_split_counts(expected, found, skipped))
             + " (pass expected_counts for a partial copy, or None to disable)"
         )
-    if missing.size:
+    if dropped.size:
+        kinds = Counter(
+            "missing" if r == "missing" else "unreadable" for r in reason.values()
+        )
         warnings.warn(
-            f"{dataset}: skipped {missing.size} missing image(s) listed in {source} "
-            f"(first: {paths[missing[0]]}); "
+            f"{dataset}: skipped "
+            + " and ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+            + f" image(s) listed in {source} (first: {paths[dropped[0]]}); "
             + "; ".join(_split_counts(expected, found, skipped)),
             stacklevel=3,
         )
-    keep = np.flatnonzero(exists)
+    keep = np.flatnonzero(keep_mask)
     table = make_index_table(
         [paths[i] for i in keep],
-        np.asarray(label, dtype=np.int64)[keep],
+        labels[keep],
         splits[keep].tolist(),
         boxes=None if boxes is None else np.asarray(boxes, float)[keep],
         super_label=None if super_label is None else [super_label[i] for i in keep],
         folds=opts["folds"],
     )
     validate_index_table(table, dataset)
+    check_splits_nonempty(table, dataset, rule)
+    table.attrs["skipped"] = [
+        {
+            "path": paths[i],
+            "label": int(labels[i]),
+            "split": str(splits[i]),
+            "reason": reason[int(i)],
+        }
+        for i in dropped
+    ]
     return table
 
 
-def split_by_class(labels: Sequence[int], last_train: int) -> list[str]:
-    """DML class split: ``label <= last_train`` -> train, else test (§2, §3)."""
-    return ["train" if c <= last_train else "test" for c in labels]
+Splitter = Callable[[np.ndarray, np.ndarray], tuple[list[str], str]]
+"""``(labels (N,), kept (N,) bool) -> (split of every row, rule description)``."""
+
+
+@dataclass(frozen=True)
+class ClassSplit:
+    """A ``class_split`` rule: the last training class id, from the sorted class
+    ids present and the published boundary; and its description."""
+
+    last_train: Callable[[np.ndarray, int], int]
+    text: str
+
+
+CLASS_SPLITS = {
+    "standard": ClassSplit(
+        lambda classes, published: published,
+        "classes <= {last} train, the rest test (the published DML split)",
+    ),
+    "halves": ClassSplit(
+        lambda classes, published: (
+            int(classes[(len(classes) + 1) // 2 - 1]) if len(classes) else published
+        ),
+        "classes <= {last} train, the rest test (the lower half of the class ids "
+        "present, the larger half when odd)",
+    ),
+}
+"""``class_split`` rules of the class-split readers (CUB, Cars): ``standard`` =
+the published boundary; ``halves`` = split the classes present in half by id, for
+partial copies."""
+
+
+def class_splitter(dataset: str, rule: str, published_last: int) -> Splitter:
+    """The :data:`Splitter` of ``rule`` (:data:`CLASS_SPLITS`): ``label <= last``
+    is train, ``last`` decided from the classes of the kept rows.
+
+    Raises:
+        ValueError: an unknown rule (names the option and the valid rules).
+    """
+    if rule not in CLASS_SPLITS:
+        raise ValueError(
+            f"{dataset}: class_split {rule!r} is invalid; "
+            f"valid: {', '.join(CLASS_SPLITS)}"
+        )
+    spec = CLASS_SPLITS[rule]
+
+    def split(labels: np.ndarray, kept: np.ndarray) -> tuple[list[str], str]:
+        present = np.unique(labels[kept])
+        last = spec.last_train(present, published_last)
+        span = f"{present.min()}-{present.max()}" if present.size else "none"
+        hint = (
+            f"; for a partial copy set datasets.{dataset}.options.class_split: halves"
+            if rule == "standard"
+            else ""
+        )
+        text = (
+            f"class_split={rule}: {spec.text.format(last=last)}; the copy holds "
+            f"{present.size} classes ({span}){hint}"
+        )
+        return np.where(labels <= last, "train", "test").tolist(), text
+
+    return split

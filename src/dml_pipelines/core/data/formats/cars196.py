@@ -14,7 +14,8 @@ forces one):
   ``car_data/car_data/{train,test}/<class name, '/' -> '-'>/<fname>``; the label
   comes from the ``class`` column.
 
-In every layout the DML split is by class (1-98 train, 99-196 test); the
+In every layout the DML split is by class (1-98 train, 99-196 test; option
+``class_split: halves`` splits the classes present in half); the
 classification split (``test`` flag, devkit halves, Kaggle train/test folders) is
 only used to find the files. ``table.attrs["layout"]`` names the layout read.
 """
@@ -32,10 +33,10 @@ from dml_pipelines.core.data.formats import READERS
 from dml_pipelines.core.data.formats._common import (
     Source,
     check_options,
+    class_splitter,
     finish,
     read_rows,
     require_files,
-    split_by_class,
 )
 
 NAME = "cars196"
@@ -181,6 +182,7 @@ def read(
     *,
     expected_counts: Any = "default",
     on_missing: str = "raise",
+    on_error: str = "raise",
     **options: Any,
 ) -> pd.DataFrame:
     """Read Cars196 (any of the three layouts) into an index table.
@@ -190,8 +192,11 @@ def read(
         expected_counts: ``"default"`` (8,054 train / 8,131 test), a dict split ->
             count, or ``None``.
         on_missing: ``raise`` or ``skip`` for listed images that are absent.
+        on_error: ``raise`` or ``skip`` for files that are not readable images.
         **options: ``layout`` (DEFAULT ``"auto"``; ``original``, ``devkit``,
-            ``kaggle``); ``folds`` (DEFAULT 4): number of MLRC class blocks.
+            ``kaggle``); ``class_split`` (DEFAULT ``"standard"``: classes 1-98
+            train; ``"halves"``: the lower half of the classes present, for a
+            partial copy); ``verify_images`` (DEFAULT true); ``folds`` (DEFAULT 4).
 
     Returns:
         The index table, ``label`` 1-196, boxes from the annotations, rows in
@@ -201,10 +206,12 @@ def read(
     opts = check_options(
         NAME,
         options,
-        {"layout": "auto"},
+        {"layout": "auto", "class_split": "standard"},
         expected_counts=expected_counts,
         on_missing=on_missing,
+        on_error=on_error,
     )
+    splitter = class_splitter(NAME, opts["class_split"], LAST_TRAIN_CLASS)
     layout = opts["layout"]
     if layout != "auto" and layout not in READ_LAYOUT:
         raise ValueError(
@@ -225,7 +232,7 @@ def read(
         root,
         path=[path for path, _, _ in records],
         label=label,
-        split=split_by_class(label, LAST_TRAIN_CLASS),
+        split=splitter,
         boxes=np.asarray([box for _, _, box in records], float).reshape(-1, 4),
         source=source,
         opts=opts,

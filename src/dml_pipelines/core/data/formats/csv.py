@@ -108,6 +108,7 @@ def read(
     *,
     expected_counts: Any = "default",
     on_missing: str = "raise",
+    on_error: str = "raise",
     **options: Any,
 ) -> pd.DataFrame:
     """Read a generic CSV index into an index table.
@@ -117,8 +118,11 @@ def read(
         expected_counts: a dict split -> count, or ``None``/``"default"`` (no
             published counts: no check).
         on_missing: ``raise`` or ``skip`` for listed images that are absent.
+        on_error: ``raise`` or ``skip`` for files that are not readable images
+            (checked when the option ``verify_images`` is true, the DEFAULT).
         **options: ``file`` (DEFAULT ``"index.csv"``): the CSV's name inside
-            ``root`` (ignored when ``root`` is a file); ``folds`` (DEFAULT 4).
+            ``root`` (ignored when ``root`` is a file); ``verify_images`` (DEFAULT
+            true): open every image header; ``folds`` (DEFAULT 4).
 
     Returns:
         The index table in file order, ``path`` relative to ``root`` (to the CSV's
@@ -132,6 +136,7 @@ def read(
         {"file": "index.csv"},
         expected_counts=expected_counts,
         on_missing=on_missing,
+        on_error=on_error,
     )
     source = Source(NAME, _locate(root, opts["file"]))
     lines, values = _parse(source)

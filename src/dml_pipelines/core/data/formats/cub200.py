@@ -2,7 +2,8 @@
 
 The root is the extracted ``CUB_200_2011/`` folder or its parent. ``images.txt``,
 ``image_class_labels.txt`` and ``bounding_boxes.txt`` are joined by image id; the
-DML split is by class (1-100 train, 101-200 test). ``train_test_split.txt`` (the
+DML split is by class (1-100 train, 101-200 test; option ``class_split: halves``
+splits the classes present in half, for a partial copy). ``train_test_split.txt`` (the
 classification split) is never read.
 """
 
@@ -19,11 +20,11 @@ from dml_pipelines.core.data.formats._common import (
     Source,
     by_id,
     check_options,
+    class_splitter,
     finish,
     locate,
     read_rows,
     require_files,
-    split_by_class,
 )
 
 NAME = "cub200"
@@ -38,6 +39,7 @@ def read(
     *,
     expected_counts: Any = "default",
     on_missing: str = "raise",
+    on_error: str = "raise",
     **options: Any,
 ) -> pd.DataFrame:
     """Read CUB-200-2011 into an index table.
@@ -47,7 +49,11 @@ def read(
         expected_counts: ``"default"`` (5,864 train / 5,924 test), a dict split ->
             count, or ``None``.
         on_missing: ``raise`` or ``skip`` for listed images that are absent.
-        **options: ``folds`` (DEFAULT 4): number of MLRC class blocks.
+        on_error: ``raise`` or ``skip`` for files that are not readable images.
+        **options: ``class_split`` (DEFAULT ``"standard"``: classes 1-100 train;
+            ``"halves"``: the lower half of the classes present, for a partial
+            copy); ``verify_images`` (DEFAULT true): open every image header;
+            ``folds`` (DEFAULT 4): number of MLRC class blocks.
 
     Returns:
         The index table: ``path`` = ``images/<class folder>/<file>`` (prefixed with
@@ -56,8 +62,14 @@ def read(
     """
     root = Path(root)
     opts = check_options(
-        NAME, options, {}, expected_counts=expected_counts, on_missing=on_missing
+        NAME,
+        options,
+        {"class_split": "standard"},
+        expected_counts=expected_counts,
+        on_missing=on_missing,
+        on_error=on_error,
     )
+    splitter = class_splitter(NAME, opts["class_split"], LAST_TRAIN_CLASS)
     base = locate(root, FILES[0], "CUB_200_2011")
     prefix = "" if base == root else base.relative_to(root).as_posix() + "/"
     images, labels, boxes = (Source(NAME, p) for p in require_files(NAME, base, FILES))
@@ -89,7 +101,7 @@ def read(
         root,
         path=path,
         label=label,
-        split=split_by_class(label, LAST_TRAIN_CLASS),
+        split=splitter,
         boxes=np.asarray(box, float).reshape(-1, 4),
         source=str(images.path),
         opts=opts,

@@ -64,6 +64,7 @@ def read(
     *,
     expected_counts: Any = "default",
     on_missing: str = "raise",
+    on_error: str = "raise",
     image_size: int = 8,
 ) -> pd.DataFrame:
     """Materialise the digits under ``root`` and return their index table.
@@ -75,6 +76,8 @@ def read(
             count, or ``None``.
         on_missing: accepted for the reader interface; missing images are written
             again, never skipped.
+        on_error: accepted for the reader interface; the images are written by
+            this reader (the cache decode still checks them).
         image_size: side of the written images (``digits.image_size``, >= 1).
 
     Returns:
@@ -83,7 +86,7 @@ def read(
     Raises:
         ValueError: invalid ``image_size`` or an image-count mismatch.
     """
-    del on_missing
+    del on_missing, on_error
     image_size = int(image_size)
     if image_size < 1:
         raise ValueError(f"digits.image_size: must be >= 1, got {image_size}")

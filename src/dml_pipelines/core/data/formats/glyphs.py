@@ -308,6 +308,7 @@ def read(
     *,
     expected_counts: Any = "default",
     on_missing: str = "raise",
+    on_error: str = "raise",
     **options: Any,
 ) -> pd.DataFrame:
     """Materialise the glyph dataset under ``root`` and return its index table.
@@ -319,6 +320,8 @@ def read(
             test), a dict split -> count, or ``None``.
         on_missing: accepted for the reader interface; missing images are rendered
             again, never skipped.
+        on_error: accepted for the reader interface; the images are written by
+            this reader (the cache decode still checks them).
         **options: any key of ``DEFAULTS`` (``num_classes``, ``images_per_class``,
             ``image_size``, ``seed``, ``max_iou``, ``noise_std_range``, ``stroke_px``,
             ``size_jitter``, ``rotation_deg``, ``shear_deg``, ``scale_range``,
@@ -331,7 +334,7 @@ def read(
         ValueError: unknown option; too few classes (names ``glyphs.num_classes``);
             count mismatch.
     """
-    del on_missing
+    del on_missing, on_error
     unknown = sorted(set(options) - set(DEFAULTS))
     if unknown:
         raise ValueError(

@@ -7,15 +7,18 @@ train/query/gallery split; ``Anno/list_bbox_inshop.txt`` (two header lines, then
 clothes type, joined by image name. Labels are the original item ids
 ``int(item_id[3:])``, so query and gallery are compared by item id.
 
-Boxes are stored as the annotation file gives them, in pixels of the low-resolution
-``img/`` images, also when ``image_root='img_highres'``. The table records this in
-``attrs["bbox_image_root"] = "img"``; rescaling them by the measured high- to
-low-resolution size ratio (only when ``data.use_bbox`` is on) is left to the
-prepared-image cache, which decodes the images anyway.
+The annotation file gives boxes in pixels of the low-resolution ``img/`` images.
+With ``image_root='img_highres'`` every box is rescaled by the measured size ratio
+(width and height, read from the image headers) of its high-resolution image to
+its low-resolution one, so the table's boxes are in pixels of the images it
+points at. When the low-resolution folder is absent (or one of the two images is
+unreadable) the ratio cannot be measured: those boxes become null, with a warning.
+``attrs["bbox_image_root"]`` names the folder whose pixels the boxes are in.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +65,7 @@ def read(
     *,
     expected_counts: Any = "default",
     on_missing: str = "raise",
+    on_error: str = "raise",
     **options: Any,
 ) -> pd.DataFrame:
     """Read In-Shop into an index table.
@@ -71,6 +75,8 @@ def read(
         expected_counts: ``"default"`` (25,882 train / 14,218 query / 12,612
             gallery), a dict split -> count, or ``None``.
         on_missing: ``raise`` or ``skip`` for listed images that are absent.
+        on_error: ``raise`` or ``skip`` for files that are not readable images
+            (checked when the option ``verify_images`` is true, the DEFAULT).
         **options: ``image_root`` (DEFAULT ``"img"``; or ``"img_highres"``): the
             image folder that replaces the first component of the partition file's
             paths; ``folds`` (DEFAULT 4): number of MLRC class blocks.
@@ -87,6 +93,7 @@ def read(
         {"image_root": "img"},
         expected_counts=expected_counts,
         on_missing=on_missing,
+        on_error=on_error,
     )
     image_root = opts["image_root"]
     if image_root not in IMAGE_ROOTS:
@@ -137,7 +144,47 @@ def read(
         on_missing=on_missing,
     )
     table.attrs["bbox_image_root"] = "img"
+    if image_root != "img":
+        _rescale_boxes(root, table, prefix, image_root)
     return table
+
+
+def _rescale_boxes(root: Path, table: pd.DataFrame, prefix: str, image_root: str):
+    """Rescale the low-resolution boxes of ``table`` (in place) to the images under
+    ``prefix`` by the measured per-image size ratio; null where not measurable."""
+    from dml_pipelines.core.data.images import image_sizes
+
+    box = ["x1", "y1", "x2", "y2"]
+    rel = table["path"].str.slice(len(prefix)).tolist()
+    try:
+        low = prefix[: -len(image_root) - 1] + "img/"
+        if not (root / low).is_dir():
+            low = _image_prefix(root, "img")
+    except FileNotFoundError:
+        table[box] = np.nan
+        table.attrs["bbox_image_root"] = image_root
+        warnings.warn(
+            f"{NAME}: boxes cleared: the low-resolution folder {root / 'img'} is "
+            f"needed to rescale the boxes to {image_root} images",
+            stacklevel=3,
+        )
+        return
+    high_size = image_sizes(root, table["path"].tolist(), desc=f"{NAME} sizes")
+    low_size = image_sizes(root, [low + r for r in rel], desc=f"{NAME} img sizes")
+    scale = np.full((len(table), 4), np.nan)
+    for i, (hi, lo) in enumerate(zip(high_size, low_size, strict=True)):
+        if hi is not None and lo is not None:
+            sx, sy = hi[0] / lo[0], hi[1] / lo[1]
+            scale[i] = (sx, sy, sx, sy)
+    table[box] = table[box].to_numpy(float) * scale
+    table.attrs["bbox_image_root"] = image_root
+    unmeasured = int(np.isnan(scale[:, 0]).sum())
+    if unmeasured:
+        warnings.warn(
+            f"{NAME}: {unmeasured} box(es) cleared: the {image_root} or the img "
+            f"image is unreadable, so the size ratio cannot be measured",
+            stacklevel=3,
+        )
 
 
 def _check_count_line(source: Source) -> None:

@@ -32,6 +32,7 @@ def read(
     *,
     expected_counts: Any = "default",
     on_missing: str = "raise",
+    on_error: str = "raise",
     **options: Any,
 ) -> pd.DataFrame:
     """Read Stanford Online Products into an index table.
@@ -41,7 +42,10 @@ def read(
         expected_counts: ``"default"`` (59,551 train / 60,502 test), a dict split
             -> count, or ``None``.
         on_missing: ``raise`` or ``skip`` for listed images that are absent.
-        **options: ``folds`` (DEFAULT 4): number of MLRC class blocks.
+        on_error: ``raise`` or ``skip`` for files that are not readable images
+            (checked when the option ``verify_images`` is true, the DEFAULT).
+        **options: ``verify_images`` (DEFAULT true): open every image header;
+            ``folds`` (DEFAULT 4): number of MLRC class blocks.
 
     Returns:
         The index table: ``label`` = class_id, ``super_label`` = super_class_id,
@@ -51,7 +55,12 @@ def read(
     """
     root = Path(root)
     opts = check_options(
-        NAME, options, {}, expected_counts=expected_counts, on_missing=on_missing
+        NAME,
+        options,
+        {},
+        expected_counts=expected_counts,
+        on_missing=on_missing,
+        on_error=on_error,
     )
     base = locate(root, FILES[0], "Stanford_Online_Products")
     prefix = "" if base == root else base.relative_to(root).as_posix() + "/"
