@@ -144,7 +144,9 @@ class TrainingConfig(StrictModel):
     ``checkpoint_selection: validation`` (the run axis ``run.fold`` sets it);
     ``init_from`` warm-starts from a checkpoint or a torchvision weights file;
     ``label_noise`` reassigns that fraction of the training labels to another
-    class drawn uniformly (fixed by the seed; the noisy-label experiments)."""
+    class drawn uniformly (fixed by the seed; the noisy-label experiments);
+    ``devices: N`` trains in N processes (one per GPU, or gloo on CPU) on shards
+    of the same global batch, with BatchNorm over the global batch (``sync_bn``)."""
 
     epochs: int = Field(20, ge=0)
     warmup_epochs: int = Field(0, ge=0)
@@ -163,6 +165,8 @@ class TrainingConfig(StrictModel):
     early_stopping: EarlyStoppingConfig | None = None
     init_from: str | None = None
     label_noise: float = Field(0.0, ge=0, lt=1)
+    devices: int = Field(1, ge=1)
+    sync_bn: bool = True
 
     @model_validator(mode="after")
     def _warmup(self):

@@ -162,6 +162,7 @@ def make_loader(
     train: bool,
     num_workers: int = 0,
     seed: int = 0,
+    shard: tuple[int, int] | None = None,
 ) -> DataLoader:
     """DataLoader over cached images.
 
@@ -174,6 +175,8 @@ def make_loader(
         num_workers: loader processes (kept alive across epochs); the batches do
             not depend on it.
         seed: seed of the augmentation stream (see the module docstring).
+        shard: ``(rank, world_size)``: yield only rank's contiguous slice of
+            every batch, with the single-process augmentation seeds.
 
     Returns:
         A DataLoader yielding ``(uint8 (B, C, H, W), int64 (B,))``; its
@@ -198,9 +201,14 @@ def make_loader(
     extra: dict[str, Any] = {}
     if num_workers > 0:
         extra = {"persistent_workers": True, "worker_init_fn": seed_worker}
+    batches: Any = SeededBatches(batch_sampler, seed)
+    if shard is not None:
+        from dml_pipelines.core.data.samplers import ShardedBatches
+
+        batches = ShardedBatches(batches, *shard)
     return DataLoader(
         dataset,
-        batch_sampler=SeededBatches(batch_sampler, seed),
+        batch_sampler=batches,
         num_workers=num_workers,
         collate_fn=collate_batch,
         pin_memory=torch.cuda.is_available(),

@@ -7,6 +7,7 @@ order is a pure function of ``(seed, epoch)``: resuming at epoch e replays it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -117,3 +118,32 @@ class PKSampler:
             if self.order == "interleaved":
                 chunks = chunks.T
             yield chunks.reshape(-1).tolist()
+
+
+class ShardedBatches:
+    """Rank ``rank``'s contiguous slice of every global batch of ``batches``.
+
+    Raises:
+        ValueError: a global batch not divisible by ``world_size``.
+    """
+
+    def __init__(self, batches: Any, rank: int, world_size: int) -> None:
+        self.batches, self.rank, self.world_size = batches, rank, world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.batches, "set_epoch"):
+            self.batches.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        for batch in self.batches:
+            batch = list(batch)
+            if len(batch) % self.world_size:
+                raise ValueError(
+                    f"training.devices: the global batch of {len(batch)} is not "
+                    f"divisible by {self.world_size} devices (change sampler.P/K)"
+                )
+            b = len(batch) // self.world_size
+            yield batch[self.rank * b : (self.rank + 1) * b]
+
+    def __len__(self) -> int:
+        return len(self.batches)

@@ -214,7 +214,9 @@ def train_model(
     recall_at: tuple[int, ...] = (1, 2, 4, 8),
     callbacks: list[Any] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Train ``cfg.method`` on the training rows of ``table``.
+    """Train ``cfg.method`` on the training rows of ``table``; with
+    ``training.devices: N > 1`` in N processes on shards of each global batch
+    (``core/engine/distributed.py``), rank 0 writing the results.
 
     Returns:
         ``model_state`` (``config``, ``classes`` = original training labels in
@@ -222,6 +224,44 @@ def train_model(
         (``export_state_dict``), ``epoch``, ``selected_epoch``, ``fingerprint``)
         and the per-epoch history.
     """
+    world = cfg.training.devices
+    if world == 1:
+        return _fit(table, cache, cfg, checkpoint_dir, recall_at, callbacks)
+    if callbacks:
+        raise ValueError("train_model: extra callbacks need training.devices: 1")
+    import tempfile
+
+    from dml_pipelines.core.engine.distributed import spawn
+    from dml_pipelines.core.engine.trainer import load_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.pt"
+        args = (table, cache, cfg, checkpoint_dir, recall_at, out)
+        spawn(_fit_rank, world, args)
+        result = load_checkpoint(out)
+    return result["state"], pd.DataFrame(result["history"])
+
+
+def _fit_rank(rank, world, table, cache, cfg, checkpoint_dir, recall_at, out) -> None:
+    """One rank of a multi-process run; rank 0 saves the result to ``out``."""
+    from dml_pipelines.core.engine.trainer import save_atomic
+
+    state, history = _fit(
+        table, cache, cfg, checkpoint_dir, recall_at, None, shard=(rank, world)
+    )
+    if rank == 0:
+        save_atomic({"state": state, "history": history.to_dict("records")}, out)
+
+
+def _fit(
+    table: pd.DataFrame,
+    cache: ImageCache,
+    cfg: MethodConfig,
+    checkpoint_dir: str | Path | None,
+    recall_at: tuple[int, ...],
+    callbacks: list[Any] | None,
+    shard: tuple[int, int] | None = None,
+) -> tuple[dict[str, Any], pd.DataFrame]:
     train_rows, val_rows = training_rows(table, cfg.training)
     train_rows = train_rows[np.isin(train_rows, cache.row_ids)]
     original = table.loc[train_rows, "label"].to_numpy(np.int64)
@@ -232,6 +272,12 @@ def train_model(
     method = build_for_training(cfg, len(classes))
     if cfg.training.init_from:
         warm_start(method, cfg.training.init_from)
+    if shard is not None and cfg.training.sync_bn:
+        from dml_pipelines.core.engine.distributed import convert_batchnorm
+
+        # the embedder sees each rank's shard; layers after the method's gather
+        # already see the global batch
+        convert_batchnorm(method.embedder, resolve_device(cfg.training.device))
     s = cfg.sampler
     rf = s.random_factorisation
     sampler = PKSampler(
@@ -254,6 +300,7 @@ def train_model(
         train=True,
         num_workers=cfg.training.num_workers,
         seed=cfg.training.seed,
+        shard=shard,
     )
     trainer = Trainer(
         method,

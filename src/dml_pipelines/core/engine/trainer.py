@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from dml_pipelines.core.engine.callbacks import Callback, EarlyStopping, improved
+from dml_pipelines.core.engine.distributed import Dist, current
 from dml_pipelines.core.engine.grad import grad_transforms_from
 from dml_pipelines.core.engine.optim import build_optimizer, build_scheduler, is_plateau
 
@@ -73,12 +74,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 @dataclass(frozen=True)
 class StepContext:
     """What ``training_loss`` knows of the loop: 0-based ``epoch``, the global
-    step about to be taken, the step within the epoch, and the trainer."""
+    step about to be taken, the step within the epoch, the trainer, and the
+    process group (``dist``). ``all_gather`` turns a per-rank tensor into the
+    global batch's (identity in one process): a method whose maths spans the
+    batch gathers its embeddings and labels with it."""
 
     epoch: int = 0
     global_step: int = 0
     step: int = 0
     trainer: Any = None
+    dist: Dist = Dist()
+
+    def all_gather(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, ...) per rank -> (N·b, ...) of the global batch, differentiable."""
+        return self.dist.all_gather(x)
 
 
 def callback_names(callbacks: list[Callback]) -> list[str]:
@@ -146,6 +155,7 @@ class Trainer:
             )
         self.callbacks = self._config_callbacks() + list(callbacks or [])
         self.callbacks += list(method.callbacks())
+        self.dist = current()
         self.callback_keys = callback_names(self.callbacks)
         # trainable backbone parameters, fixed before any warm-up toggling (frozen
         # BatchNorm parameters stay frozen for good)
@@ -257,7 +267,8 @@ class Trainer:
                 state.get("fingerprint"),
                 self.fingerprint,
             )
-            (self.checkpoint_dir / "best.pt").unlink(missing_ok=True)
+            if self.dist.is_main:
+                (self.checkpoint_dir / "best.pt").unlink(missing_ok=True)
             return False
         self.method.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -287,6 +298,9 @@ class Trainer:
     def _save(self, improved_now: bool) -> None:
         if self.checkpoint_dir is None:
             return
+        if not self.dist.is_main:  # rank 0 writes; the others wait for it
+            self.dist.barrier()
+            return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         state = self._state()
         save_atomic(state, self.checkpoint_dir / "last.pt")
@@ -297,6 +311,7 @@ class Trainer:
             }
             best["value"] = self.best_value
             save_atomic(best, self.checkpoint_dir / "best.pt")
+        self.dist.barrier()
 
     def best_state(self) -> dict[str, torch.Tensor] | None:
         """Model weights of the selected checkpoint (``None`` when ``last`` or
@@ -339,7 +354,7 @@ class Trainer:
         for step, (images, labels) in enumerate(self.loader):
             images = self.normalize(images.to(self.device, non_blocking=True), True)
             labels = labels.to(self.device, non_blocking=True)
-            ctx = StepContext(epoch, self.global_step, step, self)
+            ctx = StepContext(epoch, self.global_step, step, self, self.dist)
             with torch.autocast(self.device.type, enabled=self.use_amp):
                 loss, logs = self.method.training_loss(images, labels, ctx)
             value = float(loss.detach())
@@ -354,6 +369,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)  # no-op without AMP
+            self.dist.average_gradients(list(self.method.parameters()))
             self._call("on_after_backward")
             self.scaler.step(self.optimizer)
             self.scaler.update()

@@ -120,5 +120,15 @@ class LossMethod(Method):
     def training_loss(
         self, images: torch.Tensor, labels: torch.Tensor, ctx: Any = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        emb = self.embedder(images)
-        return self.criterion(emb.float(), labels), {}
+        """The loss of the (global) batch: embeddings and labels are gathered
+        over the ranks of a multi-process run."""
+        emb, labels = gather(ctx, self.embedder(images).float(), labels)
+        return self.criterion(emb, labels), {}
+
+
+def gather(ctx: Any, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``ctx.all_gather`` of each tensor (the global batch under several
+    processes); unchanged outside the trainer (``ctx`` None)."""
+    if ctx is None:
+        return tensors
+    return tuple(ctx.all_gather(t) for t in tensors)

@@ -13,7 +13,7 @@ from torch import nn
 
 from dml_pipelines.core.engine.lr_drops import ReloadBestLrDrops
 from dml_pipelines.core.losses.label_smoothed_ce import label_smoothed_ce
-from dml_pipelines.core.methods.base import Method
+from dml_pipelines.core.methods.base import Method, gather
 from dml_pipelines.core.methods.registry import METHODS
 from dml_pipelines.core.models.bn_neck import BNNeckClassifier
 from dml_pipelines.core.models.embedder import Embedder, build_embedder
@@ -60,6 +60,7 @@ class IntraBatch(Method):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """(B, 3, H, W), (B,) -> L = λ_ce·CE_ε(a/T) + λ_gnn·CE_ε(g/T), logs."""
         u = self.embedder.embedding(images).float()  # (B, D), unnormalised
+        u, labels = gather(ctx, u, labels)  # the global batch's graph under DDP
         terms: dict[str, torch.Tensor] = {}
         if "backbone_ce" in self.losses:
             terms["backbone_ce"] = self._ce(self.classifier(u), labels)
