@@ -11,7 +11,8 @@ the average is exactly the single-process gradient of the global batch.
 BatchNorm statistics of the embedder (which sees a rank's shard) span the global
 batch with ``training.sync_bn`` (torch's ``SyncBatchNorm`` on CUDA,
 ``GlobalBatchNorm`` here on CPU/gloo); frozen BN is left untouched, and layers a
-method applies after its gather already see the global batch. Rank 0 alone writes checkpoints and results.
+method applies after its gather already see the global batch. Rank 0 alone
+writes checkpoints and results.
 """
 
 from __future__ import annotations
