@@ -37,7 +37,9 @@ def test_contrastive_c1_learns_on_glyphs(project):
     least 30 points above the untrained network's, recorded beside it."""
     sh([sys.executable, "-m", "kedro", "run", "--pipelines=contrastive_c1"], project)
     m = json.loads(
-        (project / "data/08_reporting/glyphs/contrastive_c1/seed0/metrics.json").read_text()
+        (
+            project / "data/08_reporting/glyphs/contrastive_c1/seed0/metrics.json"
+        ).read_text()
     )
     assert m["dataset"] == "glyphs" and m["num_queries"] == 2400
     assert m["recall@1"] >= m["untrained"]["recall@1"] + 0.30, m
@@ -94,8 +96,9 @@ def test_dvc_repro_caches_and_reruns_only_what_changed(dvc_repo):
     out = sh(["dvc", "repro"], dvc_repo).stdout
     for stage in (
         "data@digits",
-        "train@contrastive_c1-digits",
-        "evaluate@contrastive_c1-digits",
+        "train@contrastive_c1-digits-0",
+        "evaluate@contrastive_c1-digits-0",
+        "aggregate@contrastive_c1-digits",
     ):
         assert f"Running stage '{stage}'" in out, out
     metrics = sh(["dvc", "metrics", "show", "--json"], dvc_repo).stdout
@@ -113,7 +116,7 @@ def test_dvc_repro_caches_and_reruns_only_what_changed(dvc_repo):
         params.read_text().replace("lone_queries: drop", "lone_queries: miss")
     )
     out = sh(["dvc", "repro"], dvc_repo).stdout
-    assert "Running stage 'evaluate@contrastive_c1-digits'" in out
+    assert "Running stage 'evaluate@contrastive_c1-digits-0'" in out
     assert "Running stage 'train@" not in out and "Running stage 'data@" not in out
 
     # an experiment on one method's parameter re-runs that method, not the data
@@ -127,7 +130,7 @@ def test_dvc_repro_caches_and_reruns_only_what_changed(dvc_repo):
         ],
         dvc_repo,
     ).stdout
-    assert "Running stage 'train@contrastive_c1-digits'" in out
+    assert "Running stage 'train@contrastive_c1-digits-0'" in out
     assert "Running stage 'data@" not in out
     plots = sh(["dvc", "plots", "show", "--json"], dvc_repo).stdout
     assert "training_history.csv" in plots
@@ -164,7 +167,7 @@ def test_a_csv_dataset_runs_through_dvc_like_the_embedded_ones(tmp_path):
     params.write_text(params.read_text().replace("{P: 16, K: 4", "{P: 4, K: 3"))
     out = sh(["dvc", "repro"], repo).stdout
     assert "Running stage 'data_external@csv'" in out
-    assert "Running stage 'evaluate@contrastive_c1-csv'" in out
+    assert "Running stage 'evaluate@contrastive_c1-csv-0'" in out
     m = json.loads(
         (repo / "data/08_reporting/csv/contrastive_c1/seed0/metrics.json").read_text()
     )

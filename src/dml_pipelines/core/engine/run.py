@@ -86,6 +86,15 @@ def noisy_labels(
     return out
 
 
+def training_data_fingerprint(
+    table: pd.DataFrame, cache: ImageCache, cfg: MethodConfig
+) -> str:
+    """``data_fingerprint`` of the rows ``cfg`` trains on (the protocol card's
+    ``data_fingerprint``; part of the resume key)."""
+    rows, _ = training_rows(table, cfg.training)
+    return data_fingerprint(table, rows[np.isin(rows, cache.row_ids)], cache)
+
+
 def warm_start(method: torch.nn.Module, path: str) -> None:
     """Initialise ``method`` from ``training.init_from``: a project checkpoint
     (``last.pt``/``best.pt``/``model_state.pt``: its ``model`` weights) or a
@@ -310,7 +319,7 @@ def _fit(
         checkpoint_dir=checkpoint_dir,
         validate=_validator(table, cache, val_rows, cfg, recall_at),
         callbacks=list(callbacks or []),
-        data_fingerprint=data_fingerprint(table, train_rows, cache),
+        data_fingerprint=training_data_fingerprint(table, cache, cfg),
     )
     history = trainer.fit()
     state = {

@@ -134,31 +134,40 @@ def report_metrics(
 
 
 def write_protocol_card(
+    index_table: pd.DataFrame,
     image_cache: dict[str, Any],
     params: MethodConfig,
     data: DataParams,
+    datasets: DatasetTable,
     run: RunParams,
 ) -> dict[str, Any]:
     """The run's protocol card: backbone, BN, pooling, image preparation,
     augmentation, embedding dim, batch composition, selection split, budget.
 
     Args:
+        index_table: the dataset's index table (the training data fingerprint).
         image_cache: the cache manifest (its resize and bbox use).
         params: the method block.
         data: the run's dataset.
+        datasets: every dataset's block (the data root).
         run: the run axes (seed, fold).
 
     Returns:
         The protocol card.
     """
     from dml_pipelines.core.config import protocol_card
+    from dml_pipelines.core.data.cache import ImageCache
+    from dml_pipelines.core.engine.run import training_data_fingerprint
 
     cfg = resolve(params, data, run)
+    cache = ImageCache.open(image_cache["directory"])
     return {
         "dataset": data.name,
         "method": cfg.method,
         "recipe": cfg.recipe,
         "fold": run.fold,
+        "data_root": datasets.entry(data.name).root,
+        "data_fingerprint": training_data_fingerprint(index_table, cache, cfg),
         **protocol_card(cfg, image_cache),
     }
 

@@ -47,7 +47,14 @@ def create_pipeline(config_cls=MethodConfig, **kwargs) -> Pipeline:
             ),
             Node(
                 typed(ev.write_protocol_card, config_cls),
-                ["image_cache", "params:method", "params:data", "params:run"],
+                [
+                    "index_table",
+                    "image_cache",
+                    "params:method",
+                    "params:data",
+                    "params:datasets",
+                    "params:run",
+                ],
                 "protocol_card",
                 name="write_protocol_card",
             ),
