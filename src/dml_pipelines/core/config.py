@@ -145,13 +145,18 @@ class TrainingConfig(StrictModel):
     ``init_from`` warm-starts from a checkpoint or a torchvision weights file;
     ``label_noise`` reassigns that fraction of the training labels to another
     class drawn uniformly (fixed by the seed; the noisy-label experiments);
+    ``amp``: ``true``/``fp16`` = float16 autocast with loss scaling on CUDA (off
+    on a CPU), ``bf16`` = bfloat16 autocast without scaling (CUDA or CPU),
+    ``false`` = float32; ``channels_last``: NHWC memory layout for the backbone
+    (``auto``: on CUDA only);
     ``devices: N`` trains in N processes (one per GPU, or gloo on CPU) on shards
     of the same global batch, with BatchNorm over the global batch (``sync_bn``)."""
 
     epochs: int = Field(20, ge=0)
     warmup_epochs: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = True
+    amp: bool | Literal["bf16", "fp16"] = True
+    channels_last: bool | Literal["auto"] = "auto"
     seed: int = 0
     num_workers: int = Field(0, ge=0)
     num_threads: int | None = Field(None, gt=0)

@@ -150,8 +150,8 @@ def test_selection_without_validation_split_is_an_error():
 
 def test_amp_code_path_runs_on_cpu_with_bfloat16():
     trainer = _trainer(make_cfg(training={"epochs": 1}))
-    trainer.use_amp = True
-    trainer.scaler = torch.amp.GradScaler("cpu", enabled=True)
+    trainer.use_amp, trainer.amp_dtype = True, torch.bfloat16
+    trainer.scaler = torch.amp.GradScaler("cpu", enabled=True)  # the fp16 path
     before = weights(trainer.method.embedder.head)
     trainer.fit()
     assert not same_weights(weights(trainer.method.embedder.head), before)
@@ -171,3 +171,34 @@ def test_learning_effect_on_separable_data():
     trainer = _trainer(cfg)
     history = trainer.fit()
     assert history["loss"].iloc[-1] < 0.6 * history["loss"].iloc[0]
+
+
+def _first_loss(**training):
+    cfg = make_cfg(training={"epochs": 1, **training})
+    trainer = _trainer(cfg)
+    trainer.loader = [next(iter(trainer.loader))]  # one fixed batch
+    return float(trainer.fit()["loss"].iloc[0]), trainer
+
+
+def test_bf16_and_channels_last_give_the_float32_loss():
+    ref, plain = _first_loss(amp=False, channels_last=False)
+    bf16, t_bf16 = _first_loss(amp="bf16", channels_last=False)
+    nhwc, t_nhwc = _first_loss(amp=False, channels_last=True)
+    assert t_bf16.amp_dtype == torch.bfloat16 and not t_bf16.scaler.is_enabled()
+    assert plain.amp_dtype is None and not plain.channels_last
+    conv = t_nhwc.method.embedder.backbone.body[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert nhwc == pytest.approx(ref, rel=1e-5)
+    assert bf16 == pytest.approx(ref, rel=2e-2) and bf16 != ref
+
+
+def test_amp_settings_per_device():
+    from dml_pipelines.core.engine.trainer import amp_dtype
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert amp_dtype(True, cpu) is None and amp_dtype("fp16", cpu) is None
+    assert amp_dtype(True, cuda) == torch.float16 == amp_dtype("fp16", cuda)
+    assert amp_dtype("bf16", cpu) == torch.bfloat16 == amp_dtype("bf16", cuda)
+    assert amp_dtype(False, cuda) is None
+    with pytest.raises(ValueError, match="training.amp"):
+        make_cfg(training={"amp": "fp8"})

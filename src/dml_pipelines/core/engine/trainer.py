@@ -53,6 +53,18 @@ def config_fingerprint(config: dict[str, Any], data_fingerprint: str = "") -> st
     return hashlib.sha256(f"{cfg}|{data_fingerprint}".encode()).hexdigest()[:16]
 
 
+def amp_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype of ``training.amp`` on ``device`` (``None``: float32).
+
+    ``true``/``fp16``: float16 on CUDA, off on a CPU; ``bf16``: bfloat16 on CUDA
+    and CPU; ``false``: off."""
+    if amp is False:
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    return torch.float16 if device.type == "cuda" else None
+
+
 def save_atomic(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file, then rename (a kill never leaves a
     truncated checkpoint)."""
@@ -171,8 +183,16 @@ class Trainer:
                 "training.scheduler.name: 'plateau' steps on the selection metric; "
                 "set training.checkpoint_selection to validation or test_recall_at_1"
             )
-        self.use_amp = bool(self.tcfg.amp and self.device.type == "cuda")
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
+        self.amp_dtype = amp_dtype(self.tcfg.amp, self.device)
+        self.use_amp = self.amp_dtype is not None
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_dtype == torch.float16
+        )
+        self.channels_last = self.tcfg.channels_last is True or (
+            self.tcfg.channels_last == "auto" and self.device.type == "cuda"
+        )
+        if self.channels_last:
+            self.method.to(memory_format=torch.channels_last)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.config_dict = cfg.model_dump(mode="json")
         self.fingerprint = config_fingerprint(self.config_dict, data_fingerprint)
@@ -353,9 +373,13 @@ class Trainer:
         total, count = 0.0, 0
         for step, (images, labels) in enumerate(self.loader):
             images = self.normalize(images.to(self.device, non_blocking=True), True)
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
             labels = labels.to(self.device, non_blocking=True)
             ctx = StepContext(epoch, self.global_step, step, self, self.dist)
-            with torch.autocast(self.device.type, enabled=self.use_amp):
+            with torch.autocast(
+                self.device.type, dtype=self.amp_dtype, enabled=self.use_amp
+            ):
                 loss, logs = self.method.training_loss(images, labels, ctx)
             value = float(loss.detach())
             if not math.isfinite(value):
