@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     RootModel,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -149,6 +150,9 @@ class TrainingConfig(StrictModel):
     on a CPU), ``bf16`` = bfloat16 autocast without scaling (CUDA or CPU),
     ``false`` = float32; ``channels_last``: NHWC memory layout for the backbone
     (``auto``: on CUDA only);
+    ``num_workers``: loader processes; ``auto`` = none on a CPU device (the
+    workers would compete with the compute threads), otherwise
+    min(8, CPU cores // devices − 1);
     ``devices: N`` trains in N processes (one per GPU, or gloo on CPU) on shards
     of the same global batch, with BatchNorm over the global batch (``sync_bn``)."""
 
@@ -158,7 +162,7 @@ class TrainingConfig(StrictModel):
     amp: bool | Literal["bf16", "fp16"] = True
     channels_last: bool | Literal["auto"] = "auto"
     seed: int = 0
-    num_workers: int = Field(0, ge=0)
+    num_workers: int | Literal["auto"] = "auto"
     num_threads: int | None = Field(None, gt=0)
     eval_batch_size: int = Field(256, gt=0)
     checkpoint_selection: Literal["last", "validation", "test_recall_at_1"] = "last"
@@ -172,6 +176,13 @@ class TrainingConfig(StrictModel):
     label_noise: float = Field(0.0, ge=0, lt=1)
     devices: int = Field(1, ge=1)
     sync_bn: bool = True
+
+    @field_validator("num_workers")
+    @classmethod
+    def _workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("must be >= 0 or auto")
+        return value
 
     @model_validator(mode="after")
     def _warmup(self):

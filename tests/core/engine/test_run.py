@@ -64,3 +64,20 @@ def test_init_from_a_project_checkpoint_and_bad_files(tmp_path):
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="lacks"):
         warm_start(target, str(tmp_path / "other.pth"))
+
+
+def test_loader_workers_auto_is_zero_on_cpu_and_a_share_of_cores_on_gpu(monkeypatch):
+    from types import SimpleNamespace
+
+    from dml_pipelines.core.engine import run
+
+    t = SimpleNamespace(num_workers="auto", device="cpu", devices=1)
+    assert run.loader_workers(t) == 0
+    assert run.loader_workers(SimpleNamespace(num_workers=3, device="cpu")) == 3
+    monkeypatch.setattr(run, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(run.os, "cpu_count", lambda: 16)
+    assert run.loader_workers(SimpleNamespace(**{**vars(t), "device": "cuda"})) == 8
+    gpu4 = SimpleNamespace(num_workers="auto", device="cuda", devices=4)
+    assert run.loader_workers(gpu4) == 3
+    with pytest.raises(ValueError, match="num_workers"):
+        _cfg(training={"num_workers": -1})

@@ -149,6 +149,7 @@ def seed_worker(worker_id: int) -> None:
     s = torch.initial_seed() % 2**32
     np.random.seed(s)
     random.seed(s)
+    torch.set_num_threads(1)  # no oversubscription: the trainer owns the cores
 
 
 def make_loader(
@@ -200,7 +201,11 @@ def make_loader(
         )
     extra: dict[str, Any] = {}
     if num_workers > 0:
-        extra = {"persistent_workers": True, "worker_init_fn": seed_worker}
+        extra = {
+            "persistent_workers": True,
+            "worker_init_fn": seed_worker,
+            "prefetch_factor": 4,
+        }
     batches: Any = SeededBatches(batch_sampler, seed)
     if shard is not None:
         from dml_pipelines.core.data.samplers import ShardedBatches

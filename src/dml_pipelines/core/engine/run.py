@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,17 @@ def _transforms(cfg: MethodConfig):
     return build_transforms(
         t.preset, image_size=t.image_size, normalize_std=t.normalize_std
     )
+
+
+def loader_workers(training: Any) -> int:
+    """``training.num_workers`` as a number: ``auto`` = 0 on a CPU device,
+    else min(8, cores // devices − 1) (the rest feed the devices' processes)."""
+    if training.num_workers != "auto":
+        return int(training.num_workers)
+    if resolve_device(training.device).type == "cpu":
+        return 0
+    cores = os.cpu_count() or 1
+    return max(0, min(8, cores // training.devices - 1))
 
 
 def training_rows(table: pd.DataFrame, training: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +165,7 @@ def embed_rows(
         transforms,
         batch_size=cfg.training.eval_batch_size,
         train=False,
-        num_workers=cfg.training.num_workers,
+        num_workers=loader_workers(cfg.training),
     )
     method.to(device).eval()
     out = []
@@ -307,7 +319,7 @@ def _fit(
         transforms,
         batch_sampler=sampler,
         train=True,
-        num_workers=cfg.training.num_workers,
+        num_workers=loader_workers(cfg.training),
         seed=cfg.training.seed,
         shard=shard,
     )
