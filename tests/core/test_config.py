@@ -53,7 +53,7 @@ def test_recipe_values_are_validated_too():
 
 def test_component_names_and_arguments_are_checked():
     with pytest.raises(
-        ValueError, match="backbone.name: unknown backbone 'vgg'; valid: googlenet"
+        ValueError, match="backbone.name: unknown backbone 'vgg'; valid: .*googlenet"
     ):
         BaselineConfig.model_validate(raw(backbone={"name": "vgg"}))
     with pytest.raises(
@@ -67,7 +67,7 @@ def test_component_names_and_arguments_are_checked():
 
 
 def test_unknown_method_lists_valid_ones():
-    with pytest.raises(KeyError, match="unknown method 'ccpp'; valid: contrastive_c1"):
+    with pytest.raises(KeyError, match="unknown method 'ccpp'; valid: .*contrastive_c1"):
         parse_method_config({"method": "ccpp"})
 
 
