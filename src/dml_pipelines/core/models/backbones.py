@@ -105,3 +105,6 @@ def freeze_batchnorm(module: nn.Module) -> None:
             m.eval()
             for p in m.parameters():
                 p.requires_grad_(False)
+
+
+from dml_pipelines.core.models import bninception as _bninception  # noqa: E402, F401
