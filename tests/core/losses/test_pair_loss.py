@@ -98,3 +98,15 @@ def test_bad_contract_use_is_a_clear_error():
         loss(x, y, ref_embeddings=x)
     with pytest.raises(ValueError, match="distance"):
         build("triplet", distance="cosine")
+
+
+def test_sparse_triplets_equal_the_dense_enumeration():
+    from dml_pipelines.core.losses.pair_loss import triplets_from_masks
+
+    g = torch.Generator().manual_seed(5)
+    pos = torch.rand(7, 11, generator=g) < 0.3
+    neg = ~pos & (torch.rand(7, 11, generator=g) < 0.7)
+    pos[3] = False  # an anchor without positives
+    dense = torch.nonzero(pos[:, :, None] & neg[:, None, :], as_tuple=True)
+    for got, ref in zip(triplets_from_masks(pos, neg), dense, strict=True):
+        assert torch.equal(got, ref)

@@ -55,6 +55,24 @@ def pair_masks(
     return matches, diffs
 
 
+def triplets_from_masks(
+    pos: torch.Tensor, neg: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every (anchor, positive, negative) of the masks (B, M), ordered by anchor,
+    positive, negative; memory O(number of triplets), never B·M²."""
+    a_p, p_idx = torch.where(pos)
+    a_n, n_idx = torch.where(neg)  # sorted by anchor
+    per_anchor = neg.sum(1)
+    start = torch.cumsum(per_anchor, 0) - per_anchor
+    reps = per_anchor[a_p]
+    a = torch.repeat_interleave(a_p, reps)
+    p = torch.repeat_interleave(p_idx, reps)
+    first = torch.repeat_interleave(torch.cumsum(reps, 0) - reps, reps)
+    within = torch.arange(len(a), device=pos.device) - first
+    n = n_idx[torch.repeat_interleave(start[a_p], reps) + within]
+    return a, p, n
+
+
 class PairLoss(nn.Module):
     """A pytorch-metric-learning pair or triplet loss under the contract above.
 
@@ -104,8 +122,7 @@ class PairLoss(nn.Module):
         own = own_index(exclude_self, len(labels), len(ref_labels), embeddings.device)
         pos, neg = pair_masks(labels, ref_labels.to(labels.device), own)
         if self.triplets:
-            a, p, n = torch.nonzero(pos[:, :, None] & neg[:, None, :], as_tuple=True)
-            indices: tuple = (a, p, n)
+            indices: tuple = triplets_from_masks(pos, neg)
         else:
             indices = (*torch.where(pos), *torch.where(neg))
         loss = self.loss(
