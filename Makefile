@@ -35,3 +35,17 @@ test-fast: install
 lint: install
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/ruff check src tests benchmarks
+
+.PHONY: viz exp-show
+
+## static kedro-viz site of every pipeline in build/ (serve it: `kedro viz run`
+## for the live app, or any static server on build/)
+viz: install
+	$(VENV)/bin/kedro viz build
+
+## experiments side by side: the key parameters of each method and R@1 / MAP@R
+## (mean over seeds, percent) per dataset and method from the report's
+## summary.json, as a Markdown table
+exp-show:
+	dvc exp show --no-pager --md --precision 3 --drop '.*' \
+	  --keep 'Experiment|Created|[^.]+\.(optimizer\.lr|embedding_dim|training\.epochs|sampler\.[PK])$$|[^.]+\.[^.]+\.(recall@1|map@r)\.mean$$'

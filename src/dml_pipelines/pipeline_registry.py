@@ -14,9 +14,11 @@ from kedro.pipeline import Pipeline
 
 def register_pipelines() -> dict[str, Pipeline]:
     from dml_pipelines.pipelines.data import create_pipeline as data_pipeline
+    from dml_pipelines.pipelines.reporting import create_pipeline as report_pipeline
     from dml_pipelines.pipelines.training.pipeline import create_method_pipelines
 
     pipelines: dict[str, Pipeline] = {"data": data_pipeline()}
     pipelines.update(create_method_pipelines())
+    pipelines["report"] = report_pipeline()
     pipelines["__default__"] = pipelines["contrastive_c1"]
     return pipelines

@@ -1,0 +1,227 @@
+"""Report nodes: thin adapters from catalog entries to ``core.reporting``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from dml_pipelines.core.config import DataParams
+from dml_pipelines.core.reporting.params import ReportParams, grid_lists
+
+PAPER_RESULTS = "conf/base/paper_results.yml"
+GRID = "conf/grid.yaml"
+_TEST_SET = re.compile(r"^(?P<method>[^/]+)/seed(?P<seed>\d+)/test_embeddings$")
+
+
+def _runs_frame(all_runs: dict[str, Any]) -> pd.DataFrame:
+    frames = [v() if callable(v) else v for _, v in sorted(all_runs.items())]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def collect_runs(run_files: dict[str, Any], data: DataParams) -> dict[str, Any]:
+    """The runs table of the run's dataset: each result's metrics beside its
+    protocol card.
+
+    Args:
+        run_files: the JSON files under ``data/08_reporting/<dataset>/``.
+        data: the run's dataset.
+
+    Returns:
+        ``{"<dataset>/runs": frame}`` (a partition of ``report.all_runs``).
+    """
+    from dml_pipelines.core.reporting.runs import collect_runs as collect
+
+    frame = collect(data.name, run_files, f"data/08_reporting/{data.name}")
+    return {f"{data.name}/runs": frame}
+
+
+def plot_recall_curves(all_runs: dict[str, Any], data: DataParams) -> Figure:
+    """Recall@K against K for every method of the run's dataset.
+
+    Args:
+        all_runs: every dataset's runs table (partitions).
+        data: the run's dataset.
+
+    Returns:
+        The figure.
+    """
+    from dml_pipelines.core.reporting.plots import recall_curves
+
+    mine = {k: v for k, v in all_runs.items() if k.split("/")[0] == data.name}
+    runs = _runs_frame(mine)
+    if runs.empty:
+        runs = pd.DataFrame(columns=["dataset", "protocol", "method"])
+    return recall_curves(runs, data.name)
+
+
+def plot_training_curves(run_histories: dict[str, Any], data: DataParams) -> Figure:
+    """Training loss (and validation metrics) per epoch of every run.
+
+    Args:
+        run_histories: the ``training_history.csv`` files of the dataset.
+        data: the run's dataset.
+
+    Returns:
+        The figure.
+    """
+    from dml_pipelines.core.evaluation.aggregate import load_all, select_partitions
+    from dml_pipelines.core.reporting.plots import training_curves
+
+    pattern = r"^(.+)/training_history$"
+    return training_curves(
+        load_all(select_partitions(run_histories, pattern)), data.name
+    )
+
+
+def _figure_sets(run_embeddings: dict[str, Any], seed: int) -> dict[str, Any]:
+    """``{method: test embeddings}`` of ``seed`` (else the lowest seed present)."""
+    found: dict[str, dict[int, Any]] = {}
+    for pid, value in run_embeddings.items():
+        m = _TEST_SET.match(pid.strip("/"))
+        if m:
+            found.setdefault(m["method"], {})[int(m["seed"])] = value
+    out = {}
+    for method, by_seed in sorted(found.items()):
+        s = seed if seed in by_seed else min(by_seed)
+        value = by_seed[s]
+        out[f"{method} seed{s}"] = value() if callable(value) else value
+    return out
+
+
+def plot_projection(
+    run_embeddings: dict[str, Any], data: DataParams, report: ReportParams
+) -> Figure:
+    """2-D projection of every method's test embeddings, coloured by class.
+
+    Args:
+        run_embeddings: the ``.npz`` artifacts of the dataset (partitions).
+        data: the run's dataset.
+        report: the ``report`` block (projection, points, seed).
+
+    Returns:
+        The figure.
+    """
+    from dml_pipelines.core.reporting.plots import projection
+
+    sets = _figure_sets(run_embeddings, report.figure_seed)
+    return projection(
+        sets,
+        data.name,
+        method=report.projection,
+        max_points=report.max_points,
+        seed=report.figure_seed,
+    )
+
+
+def plot_retrieval_sheets(
+    run_embeddings: dict[str, Any],
+    image_cache: dict[str, Any],
+    data: DataParams,
+    report: ReportParams,
+) -> dict[str, Figure]:
+    """Per method: queries with their nearest neighbours, correct ones framed
+    green and wrong ones red.
+
+    Args:
+        run_embeddings: the ``.npz`` artifacts of the dataset (partitions).
+        image_cache: the prepared cache's manifest (its directory).
+        data: the run's dataset.
+        report: the ``report`` block (queries, neighbours, seed).
+
+    Returns:
+        ``{"<method>.png": figure}``.
+    """
+    from dml_pipelines.core.data.cache import ImageCache
+    from dml_pipelines.core.reporting.plots import retrieval_sheet
+
+    cache = ImageCache.open(image_cache["directory"])
+
+    def image_of(row_id: int):
+        return cache.image(int(cache.positions_of([row_id])[0]))
+
+    r = report.retrieval
+    return {
+        f"{title.split()[0]}.png": retrieval_sheet(
+            es,
+            image_of,
+            f"{title} on {data.name}",
+            n_queries=r.queries,
+            k=r.neighbours,
+            seed=r.seed,
+        )
+        for title, es in _figure_sets(run_embeddings, report.figure_seed).items()
+    }
+
+
+def build_paper_tables(
+    all_runs: dict[str, Any],
+    paper_results: dict[str, Any],
+    grid: dict[str, Any],
+    parameters: dict[str, Any],
+    report: ReportParams,
+) -> tuple[pd.DataFrame, str]:
+    """Every paper table: reported beside reproduced, matched on the protocol
+    card; rows without a matching run carry the command that produces it.
+
+    Args:
+        all_runs: every dataset's runs table (partitions).
+        paper_results: ``conf/base/paper_results.yml``.
+        grid: ``conf/grid.yaml`` (the seeds of the commands).
+        parameters: all parameters (the method blocks, for the commands).
+        report: the ``report`` block (pipeline aliases, implied row settings).
+
+    Returns:
+        The long CSV frame and the Markdown tables.
+    """
+    from dml_pipelines.core.methods.configs import method_configs
+    from dml_pipelines.core.reporting.tables import (
+        paper_table_rows,
+        paper_tables_markdown,
+    )
+
+    seeds = grid_lists(grid, GRID)["seeds"]
+    blocks = {m: parameters.get(m) for m in method_configs() if m in parameters}
+    rows = paper_table_rows(
+        paper_results,
+        _runs_frame(all_runs),
+        seeds=seeds,
+        method_blocks=blocks,
+        aliases={k: v.model_dump() for k, v in report.aliases.items()},
+        row_settings=report.row_settings,
+        source=PAPER_RESULTS,
+    )
+    return rows, paper_tables_markdown(paper_results, rows)
+
+
+def build_combined_table(
+    all_runs: dict[str, Any], grid: dict[str, Any]
+) -> tuple[pd.DataFrame, str, dict[str, Any]]:
+    """All methods on each dataset of the grid (conventional protocol), mean ±
+    std over seeds with a 95% CI from three seeds.
+
+    Args:
+        all_runs: every dataset's runs table (partitions).
+        grid: ``conf/grid.yaml``.
+
+    Returns:
+        The long CSV frame, the Markdown table and a DVC metrics summary
+        (``dataset -> method -> metric -> {mean, std, n}``, percent).
+    """
+    from dml_pipelines.core.reporting.tables import (
+        combined_markdown,
+        combined_table,
+        summary_metrics,
+    )
+
+    g = grid_lists(grid, GRID)
+    combined = combined_table(
+        _runs_frame(all_runs),
+        datasets=g["datasets"],
+        methods=g["methods"],
+        seeds=g["seeds"],
+    )
+    return combined, combined_markdown(combined), summary_metrics(combined)

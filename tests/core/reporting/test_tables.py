@@ -1,0 +1,66 @@
+"""The combined table: every grid method on every grid dataset, mean ± std over
+seeds with a 95% CI from three seeds, and the command for a missing run."""
+
+import pandas as pd
+import pytest
+
+from dml_pipelines.core.reporting.tables import (
+    combined_markdown,
+    combined_table,
+    summary_metrics,
+)
+
+
+def _runs():
+    rows = []
+    for seed, r1 in ((0, 0.5), (1, 0.6), (2, 0.7)):
+        rows.append(
+            {
+                "dataset": "glyphs",
+                "method": "contrastive_c1",
+                "seed": seed,
+                "protocol": "conventional",
+                "backbone": "small_cnn",
+                "dim": 64,
+                "epochs": 20,
+                "checkpoint_selection": "last",
+                "recall@1": r1,
+                "map@r": 0.3,
+            }
+        )
+    rows.append({**rows[0], "protocol": "mlrc_separated", "recall@1": 0.01})
+    return pd.DataFrame(rows)
+
+
+def test_combined_table_has_every_method_with_seed_statistics():
+    table = combined_table(
+        _runs(),
+        datasets=["glyphs", "digits"],
+        methods=["contrastive_c1", "intra_batch"],
+        seeds=[0, 1, 2],
+    )
+    r1 = table[(table.method == "contrastive_c1") & (table.metric == "recall@1")]
+    assert r1[["n_seeds", "mean", "std"]].values.tolist() == [
+        [3, pytest.approx(60.0), pytest.approx(10.0)]
+    ]
+    assert r1["ci95_low"].iloc[0] == pytest.approx(60 - 4.302652729911275 * 10 / 3**0.5)
+    missing = table[(table.method == "intra_batch") & (table.dataset == "glyphs")]
+    assert (
+        missing["command"].iloc[0].startswith("dvc repro aggregate@intra_batch-glyphs")
+    )
+    assert set(table.dataset) == {"glyphs", "digits"}
+    md = combined_markdown(table)
+    assert "| contrastive_c1 | 3 | small_cnn | 64 | 20 | last | 60.00 ± 10.00 [" in md
+    assert "| intra_batch | 0 | — |" in md and "`dvc repro aggregate@intra_batch" in md
+    summary = summary_metrics(table)
+    assert summary["glyphs"]["contrastive_c1"]["recall@1"]["n"] == 3
+
+
+def test_protocol_differences_between_methods_are_listed():
+    runs = _runs()
+    other = runs.iloc[[0]].assign(method="triplet", backbone="resnet18")
+    table = combined_table(
+        pd.concat([runs, other]), datasets=["glyphs"], methods=[], seeds=[0]
+    )
+    md = combined_markdown(table)
+    assert "backbone: small_cnn (contrastive_c1); resnet18 (triplet)" in md

@@ -1,0 +1,135 @@
+"""kedro-viz in a real browser: `kedro viz build` writes the static site, a local
+server serves it on 127.0.0.1, headless Chromium renders it, and the rendered DOM
+must hold the pipelines' nodes and datasets (not just an HTTP 200)."""
+
+import html
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ENV = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1600,1000",
+    "--virtual-time-budget=30000",
+)
+_LABEL = re.compile(r'<text class="pipeline-node__text"[^>]*>([^<]*)</text>')
+
+
+def _chromium() -> str:
+    """The Debian ``chromium`` binary; installed with apt-get when missing."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        pytest.skip("chromium is not installed and apt-get (as root) is unavailable")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(
+                f"chromium cannot be installed ({' '.join(cmd)} failed: "
+                f"{proc.stderr.strip().splitlines()[-1:]})"
+            )
+    return shutil.which("chromium")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def site(project):
+    """The built site served on 127.0.0.1; yields its base URL."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "kedro", "viz", "build"],
+        cwd=project,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    build = project / "build"
+    assert (build / "api/pipelines/report").exists()
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=build,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _rendered_labels(browser: str, url: str, profile: Path) -> list[str]:
+    proc = subprocess.run(
+        [browser, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return [html.unescape(t) for t in _LABEL.findall(proc.stdout)]
+
+
+@pytest.mark.slow
+def test_lineage_renders_in_headless_chromium(site, tmp_path):
+    browser = _chromium()
+    report = _rendered_labels(
+        browser, site + "?pid=report&expandAllPipelines=true", tmp_path / "p1"
+    )
+    assert {
+        "collect_runs",
+        "build_paper_tables",
+        "build_combined_table",
+        "plot_retrieval_sheets",
+        "plot_projection",
+        "report.paper_results",
+        "report.paper_tables_md",
+        "report.combined",
+        "report.retrieval_sheets",
+        "image_cache",
+    } <= set(report), report
+    method = _rendered_labels(
+        browser,
+        site + "?pid=contrastive_c1&expandAllPipelines=true",
+        tmp_path / "p2",
+    )
+    assert {
+        "ingest_dataset",
+        "prepare_images",
+        "train_method",
+        "extract_embeddings",
+        "evaluate_retrieval",
+        "cluster_embeddings",
+        "report_metrics",
+        "contrastive_c1.metrics",
+        "contrastive_c1.protocol_card",
+    } <= set(method), method
