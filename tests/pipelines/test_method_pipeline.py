@@ -41,19 +41,29 @@ def test_method_pipeline_runs_end_to_end_on_a_tiny_subset(project):
     assert 0 < metrics["untrained"]["recall@1"] <= 1
     assert metrics["map@r"] <= metrics["r_precision"]
     card = json.loads(
-        (out / "08_reporting/digits/contrastive_c1/seed0/protocol_card.json").read_text()
+        (
+            out / "08_reporting/digits/contrastive_c1/seed0/protocol_card.json"
+        ).read_text()
     )
     assert metrics["recipe"] == "digits" and card["recipe"] == "digits"
     assert card["batch"] == "5 classes x 12 samples"  # the digits recipe
     assert card["backbone"] == "small_cnn" and card["selected_on"] == "last epoch"
     assert "cache_resize_shorter" in card
+    assert (
+        card["config"]["method"] == "contrastive_c1" and len(card["params_hash"]) == 12
+    )
+    assert card["device"] == "cpu" and card["wall_time_s"] > 0
+    assert card["git_commit"] and card["epochs_trained"] == 2
+    assert card["label_noise"] == 0.0 and len(card["data_fingerprint"]) == 16
     history = (
         out / "07_model_output/digits/contrastive_c1/seed0/training_history.csv"
     ).read_text()
     assert history.splitlines()[0].startswith("epoch,loss")
     assert len(history.splitlines()) == 3
     assert (out / "06_models/digits/contrastive_c1/seed0/checkpoints/last.pt").exists()
-    per_class = (out / "08_reporting/digits/contrastive_c1/seed0/per_class.csv").read_text()
+    per_class = (
+        out / "08_reporting/digits/contrastive_c1/seed0/per_class.csv"
+    ).read_text()
     assert per_class.splitlines()[0] == "label,num_queries,recall@1,r_precision,map@r"
 
 
@@ -203,7 +213,9 @@ def test_validation_selection_holds_out_fold_block_3(project):
     )
     assert metrics["checkpoint_selection"] == "validation"
     card = json.loads(
-        (out / "08_reporting/digits/contrastive_c1/seed0/protocol_card.json").read_text()
+        (
+            out / "08_reporting/digits/contrastive_c1/seed0/protocol_card.json"
+        ).read_text()
     )
     assert card["selected_on"] == "held-out training classes (fold_block 3)"
     assert (out / "06_models/digits/contrastive_c1/seed0/checkpoints/best.pt").exists()

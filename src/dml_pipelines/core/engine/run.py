@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -333,8 +334,12 @@ def _fit(
         callbacks=list(callbacks or []),
         data_fingerprint=training_data_fingerprint(table, cache, cfg),
     )
+    start = time.perf_counter()
     history = trainer.fit()
     state = {
+        "wall_time_s": time.perf_counter() - start,
+        "device": str(trainer.device)
+        + (f" x{cfg.training.devices}" if cfg.training.devices > 1 else ""),
         "config": cfg.model_dump(mode="json"),
         "classes": torch.as_tensor(classes),
         "model": method.export_state_dict(),

@@ -134,6 +134,7 @@ def report_metrics(
 
 
 def write_protocol_card(
+    model_state: dict[str, Any],
     index_table: pd.DataFrame,
     image_cache: dict[str, Any],
     params: MethodConfig,
@@ -145,6 +146,7 @@ def write_protocol_card(
     augmentation, embedding dim, batch composition, selection split, budget.
 
     Args:
+        model_state: the trained state (device, wall time, code version).
         index_table: the dataset's index table (the training data fingerprint).
         image_cache: the cache manifest (its resize and bbox use).
         params: the method block.
@@ -160,6 +162,7 @@ def write_protocol_card(
     from dml_pipelines.core.engine.run import training_data_fingerprint
 
     cfg = resolve(params, data, run)
+    config = cfg.model_dump(mode="json")
     cache = ImageCache.open(image_cache["directory"])
     return {
         "dataset": data.name,
@@ -167,9 +170,28 @@ def write_protocol_card(
         "recipe": cfg.recipe,
         "fold": run.fold,
         "data_root": datasets.entry(data.name).root,
+        "class_split": datasets.entry(data.name).options.get("class_split"),
+        "label_noise": cfg.training.label_noise,
+        "params_hash": params_hash(config),
+        "device": model_state.get("device"),
+        "git_commit": model_state.get("git_commit"),
+        "wall_time_s": model_state.get("wall_time_s"),
+        "epochs_trained": model_state.get("epoch"),
+        "selected_epoch": model_state.get("selected_epoch"),
+        "config": config,
         "data_fingerprint": training_data_fingerprint(index_table, cache, cfg),
         **protocol_card(cfg, image_cache),
     }
+
+
+def params_hash(config: dict[str, Any]) -> str:
+    """Short hash of a resolved method config (the protocol card's
+    ``params_hash``)."""
+    import hashlib
+    import json
+
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def aggregate_seeds(seed_metrics: dict[str, Any], metrics: dict[str, Any]) -> dict:

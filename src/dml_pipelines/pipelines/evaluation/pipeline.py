@@ -48,6 +48,7 @@ def create_pipeline(config_cls=MethodConfig, **kwargs) -> Pipeline:
             Node(
                 typed(ev.write_protocol_card, config_cls),
                 [
+                    "model_state",
                     "index_table",
                     "image_cache",
                     "params:method",

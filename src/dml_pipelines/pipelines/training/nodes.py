@@ -49,13 +49,30 @@ def train_method(
     from dml_pipelines.core.engine.run import train_model
 
     ckpt = Path(paths.models) / data.name / params.method / run.directory
-    return train_model(
+    state, history = train_model(
         index_table,
         ImageCache.open(image_cache["directory"]),
         resolve(params, data, run),
         checkpoint_dir=ckpt / "checkpoints",
         recall_at=tuple(datasets.entry(data.name).recall_at),
     )
+    return {**state, "git_commit": git_commit()}, history
+
+
+def git_commit() -> str:
+    """The code version (``git describe --always --dirty``), or ``unknown``."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
 
 
 def extract_embeddings(
