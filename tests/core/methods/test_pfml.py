@@ -1,0 +1,276 @@
+"""The ``pfml`` method (specs/methods/pfml.md): config validation (§9, §10 item
+11), YAML recipes (§6, §7), optimiser groups, inference export, the collapse
+watch (§4) and training through the real ``Trainer`` (hooks, resume)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from dml_pipelines.core.config import parse_method_config
+from dml_pipelines.core.engine.callbacks import Callback
+from dml_pipelines.core.engine.trainer import Trainer, load_checkpoint
+from dml_pipelines.core.methods.pfml import PFML, EmbeddingCollapseError
+from dml_pipelines.core.methods.pfml_config import PFMLConfig
+from dml_pipelines.core.methods.registry import build_method
+
+from ..engine.conftest import make_loader, normalize, same_weights, weights
+
+YAML = Path(__file__).resolve().parents[3] / "conf/base/parameters_pfml.yml"
+
+
+def config(**over):
+    raw = {
+        "method": "pfml",
+        "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
+        "embedding_dim": 8,
+        "proxies_per_class": 2,
+        "sampler": {"P": 4, "K": 2},
+        "training": {"device": "cpu", "epochs": 2, "amp": False},
+        **over,
+    }
+    return parse_method_config(raw)
+
+
+def make(num_classes=4, **over):
+    cfg = config(**over)
+    torch.manual_seed(0)
+    return build_method(cfg, num_classes), cfg
+
+
+def batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(8, 3, 16, 16, generator=g), torch.arange(4).repeat(2)
+
+
+def test_minimal_block_trains_a_step_with_the_spec_defaults():
+    cfg = parse_method_config(
+        {
+            "method": "pfml",
+            "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
+            "embedding_dim": 8,
+            "training": {"device": "cpu"},
+        }
+    )
+    assert (cfg.alpha, cfg.delta, cfg.proxies_per_class) == (3.0, 0.2, 15)
+    assert (cfg.radius_att, cfg.radius_rep, cfg.min_distance) == (0.2, 0.2, 1e-4)
+    assert (cfg.variant, cfg.proxy_proxy, cfg.reduction) == (
+        "pfml",
+        "batch_classes",
+        "per_batch_sample",
+    )
+    assert cfg.normalize_proxies and cfg.proxy_init == "kaiming_normal"
+    assert cfg.proxy_lr_multiplier == 100 and cfg.collapse_check
+    method = build_method(cfg, 4)
+    assert isinstance(method, PFML) and method.criterion.proxies.shape == (60, 8)
+    loss, logs = method.training_loss(*batch())
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert method.criterion.proxies.grad.abs().sum() > 0
+    assert method.embedder.head.weight.grad.abs().sum() > 0
+    terms = [logs[f"energy/{k}"] for k in ("sample_sample", "sample_proxy")]
+    terms += [logs["energy/proxy_sample"], logs["energy/proxy_proxy"]]
+    assert float(loss.detach()) == pytest.approx(sum(terms) / 8, rel=1e-5)
+    assert 0 < logs["neg_distance"] <= 2
+
+
+def test_proxies_have_their_own_group_at_lr_times_the_multiplier():
+    method, cfg = make(optimizer={"name": "adamw", "lr": 0.002})
+    groups = {g["name"]: g for g in method.param_groups(cfg.optimizer)}
+    assert set(groups) == {"backbone", "head", "proxies"}
+    assert groups["proxies"]["params"] == [method.criterion.proxies]
+    assert groups["proxies"]["lr"] == pytest.approx(0.2)
+    assert groups["backbone"]["lr"] == groups["head"]["lr"] == 0.002
+    grouped = sorted(id(p) for g in groups.values() for p in g["params"])
+    assert grouped == sorted(id(p) for p in method.parameters() if p.requires_grad)
+    none, cfg0 = make(proxies_per_class=0)
+    assert none.criterion.proxies is None
+    assert [g["name"] for g in none.param_groups(cfg0.optimizer)] == [
+        "backbone",
+        "head",
+    ]
+
+
+def test_export_holds_inference_weights_only_and_reloads():
+    method, cfg = make()
+    state = method.export_state_dict()
+    assert not any("prox" in k for k in state)
+    assert "criterion.proxies" in method.state_dict()
+    other = build_method(cfg, 4)
+    other.load_export_state_dict(state)
+    x, _ = batch(1)
+    method.eval(), other.eval()
+    torch.testing.assert_close(other.embed(x), method.embed(x))
+    torch.testing.assert_close(method.embed(x), method.embedder.embedding(x))
+
+
+def test_variant_options_reach_the_loss():
+    method, _ = make(
+        variant="cpml",
+        cpml={"repulsion": "hinge"},
+        delta=0.3,
+        delta_att=0.25,
+        proxy_proxy="none",
+        reduction="sum",
+        normalize_proxies=False,
+        proxy_init="normal",
+    )
+    c = method.criterion
+    assert (c.variant, c.rep_kind, c.delta_att, c.delta_rep) == (
+        "cpml",
+        "hinge",
+        0.25,
+        0.3,
+    )
+    assert (c.proxy_proxy, c.reduction, c.normalize_proxies) == ("none", "sum", False)
+    assert c.proxies.std() > 0.5  # standard normal, not fan-out Kaiming
+
+
+@pytest.mark.parametrize("alpha", [0, -1])
+def test_11_non_positive_alpha_is_rejected_naming_the_key(alpha):
+    with pytest.raises(ValueError, match=r"^pfml\.alpha: must be > 0") as info:
+        parse_method_config({"method": "pfml", "alpha": alpha})
+    assert f"(got {alpha})" in str(info.value) and "cpml" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"delta": 0}, r"pfml\.delta: .*greater than 0"),
+        ({"delta_rep": -0.1}, r"pfml\.delta_rep: "),
+        ({"min_distance": 0.05}, r"pfml\.min_distance: must be in \(0, .* 0\.02\]"),
+        ({"delta_att": 0.05, "min_distance": 0.01}, r"pfml\.min_distance: .*0\.005"),
+        ({"min_distance": 0}, r"pfml\.min_distance: "),
+        ({"proxies_per_class": -1}, r"pfml\.proxies_per_class: "),
+        ({"proxies_per_class": 1.5}, r"pfml\.proxies_per_class: "),
+        ({"variant": "pfml2"}, r"pfml\.variant: "),
+        ({"proxy_proxy": "some"}, r"pfml\.proxy_proxy: "),
+        ({"reduction": "mean"}, r"pfml\.reduction: "),
+        ({"cpml": {"repulsion": "x"}}, r"pfml\.cpml\.repulsion: "),
+        ({"optimizer": {"loss_lr_mult": 10}}, r"optimizer\.loss_lr_mult: .*proxy"),
+        ({"normalization": "none"}, r"pfml\.normalization: "),
+    ],
+)
+def test_bad_keys_are_one_line_errors(over, message):
+    with pytest.raises(ValueError, match=message) as info:
+        parse_method_config({"method": "pfml", **over})
+    assert "\n" not in str(info.value)
+
+
+# --- YAML recipes (§6, §7) -----------------------------------------------------
+
+PAPER = {"cub200": (15, None), "cars196": (15, None), "sop": (2, None)}
+PAPER |= {"cub200_noise20": (15, 0.2), "cars196_noise20": (15, 0.2)}
+
+
+def _yaml():
+    return yaml.safe_load(YAML.read_text())["pfml"]
+
+
+@pytest.mark.parametrize("recipe", ["default", *_yaml()["recipes"]])
+def test_every_yaml_recipe_validates_with_the_spec_values(recipe):
+    cfg = PFMLConfig.model_validate({**_yaml(), "recipe": recipe})
+    assert (cfg.alpha, cfg.delta, cfg.min_distance) == (3.0, 0.2, 1e-4)
+    assert cfg.proxy_proxy == "batch_classes" and cfg.reduction == "per_batch_sample"
+    assert cfg.proxy_lr_multiplier == 100.0 and cfg.training.scheduler is None
+    if recipe not in PAPER:
+        assert (cfg.backbone.name, cfg.embedding_dim, cfg.training.epochs) == (
+            "small_cnn",
+            64,
+            20,
+        )
+        assert cfg.proxies_per_class == 15 and cfg.optimizer.name == "adamw"
+        noise = 0.2 if recipe == "glyphs_noise20" else 0.0
+        assert cfg.training.label_noise == noise
+        return
+    m, noise = PAPER[recipe]
+    b, o, t = cfg.backbone, cfg.optimizer, cfg.training
+    assert (b.name, b.pretrained, b.freeze_bn) == ("resnet50", True, True)
+    assert (cfg.pooling.name, cfg.embedding_dim) == ("gap+gmp", 512)
+    assert (o.name, o.lr, o.weight_decay) == ("adamw", 5e-4, 1e-4)
+    assert (cfg.sampler.P, cfg.sampler.K, cfg.transforms.preset) == (
+        30,
+        6,
+        "proxy_anchor",
+    )
+    assert (t.epochs, t.warmup_epochs, t.checkpoint_selection) == (200, 1, "last")
+    assert cfg.proxies_per_class == m and t.label_noise == (noise or 0.0)
+
+
+def test_dataset_recipes_apply_automatically():
+    cfg = PFMLConfig.model_validate(_yaml())
+    assert cfg.for_dataset("sop").proxies_per_class == 2
+    assert cfg.for_dataset("glyphs").proxies_per_class == 15
+    assert cfg.for_dataset("digits").sampler.P == 5
+
+
+# --- training through the real Trainer -------------------------------------------
+
+
+def trainer(cfg, checkpoint_dir=None, callbacks=None):
+    torch.manual_seed(cfg.training.seed)
+    method = build_method(cfg, 6)
+    return Trainer(
+        method,
+        make_loader(cfg.training.seed),
+        normalize,
+        cfg,
+        checkpoint_dir=checkpoint_dir,
+        callbacks=callbacks,
+    )
+
+
+def test_two_epochs_lower_the_energy_move_the_proxies_and_log_the_distance():
+    cfg = config(training={"device": "cpu", "epochs": 2, "amp": False})
+    t = trainer(cfg)
+    before = t.method.criterion.proxies.detach().clone()
+    history = t.fit()
+    assert list(history["epoch"]) == [1, 2]
+    assert history["loss"].iloc[1] < history["loss"].iloc[0]
+    assert not torch.equal(t.method.criterion.proxies.detach(), before)
+    assert len(t.method.neg_distances) == len(t.loader)  # hooks saw every step
+    assert 0 < t.method.epoch_neg_distance <= 2
+
+
+class Kill(Callback):
+    """Raises in epoch ``at`` after two steps (a killed run)."""
+
+    def __init__(self, at):
+        self.at, self.epoch = at, None
+
+    def on_epoch_start(self, trainer, epoch):
+        self.epoch = epoch
+
+    def on_step_end(self, trainer, logs, step):
+        if self.epoch == self.at and step % len(trainer.loader) == 1:
+            raise KeyboardInterrupt
+
+
+def test_resume_gives_the_uninterrupted_weights_and_proxies(tmp_path):
+    cfg = config()
+    full = trainer(cfg)
+    full.fit()
+    with pytest.raises(KeyboardInterrupt):
+        trainer(cfg, tmp_path, callbacks=[Kill(at=1)]).fit()
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+    resumed = trainer(cfg, tmp_path)
+    resumed.fit()
+    assert resumed.resumed
+    assert same_weights(weights(resumed.method), weights(full.method))
+    assert "criterion.proxies" in weights(resumed.method)
+
+
+def test_collapse_watch_stops_with_a_clear_error(tmp_path):
+    # δ/10 = 1.99: no mean different-class distance on the sphere reaches it
+    cfg = config(delta=19.9, training={"device": "cpu", "epochs": 2, "amp": False})
+    with pytest.raises(EmbeddingCollapseError, match=r"pfml\.collapse_check: .*1\.99"):
+        trainer(cfg, tmp_path).fit()
+    assert not (tmp_path / "last.pt").exists()  # the failing epoch is not saved
+    off = config(
+        delta=19.9,
+        collapse_check=False,
+        training={"device": "cpu", "epochs": 1, "amp": False},
+    )
+    assert len(trainer(off).fit()) == 1
