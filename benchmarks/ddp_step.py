@@ -101,16 +101,14 @@ def main() -> None:
         out = str(Path(tmp) / "r0")
         spawn(_rank, 2, (args.steps, out))
         two, comm = map(float, Path(out).read_text().split())
-    print(
-        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}"
-    )
+    machine = platform.processor() or platform.machine()
+    print(f"machine: {machine}, torch {torch.__version__}")
     print(f"global batch {GLOBAL_BATCH}, dim 512, small_cnn 32px, {args.steps} steps")
     print("| setting | step ms | × 1 process | gather + all-reduce ms |")
     print("|---|---:|---:|---:|")
     print(f"| 1 process, 2 threads | {one * 1e3:.1f} | 1.00 | — |")
-    print(
-        f"| 2 processes (gloo), 1 thread each | {two * 1e3:.1f} | {two / one:.2f} | {comm * 1e3:.1f} |"
-    )
+    row = f"{two * 1e3:.1f} | {two / one:.2f} | {comm * 1e3:.1f}"
+    print(f"| 2 processes (gloo), 1 thread each | {row} |")
 
 
 if __name__ == "__main__":

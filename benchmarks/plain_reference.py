@@ -166,7 +166,9 @@ def run_pipeline(seed: int, epochs: int) -> dict:
         )
         seconds = time.perf_counter() - start
         m = json.loads(
-            (tmp / "data/08_reporting/glyphs/contrastive_c1/seed0/metrics.json").read_text()
+            (
+                tmp / "data/08_reporting/glyphs/contrastive_c1/seed0/metrics.json"
+            ).read_text()
         )
     return {
         "seed": seed,

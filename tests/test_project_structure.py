@@ -104,9 +104,7 @@ def test_dvc_grid_agrees_with_the_vars_file_and_the_registry():
             "seed": "${seeds}",
         }
         assert "run.seed=${item.seed}" in stages[stage]["cmd"]
-        assert all(
-            "seed${item.seed}" in str(o) for o in stages[stage].get("outs", [])
-        )
+        assert all("seed${item.seed}" in str(o) for o in stages[stage].get("outs", []))
         assert stages[stage]["cmd"].startswith("kedro run --pipelines=${item.method}")
     assert set(grid["methods"]) <= set(METHOD_CONFIGS)
     assert grid["seeds"] and all(isinstance(s, int) for s in grid["seeds"])

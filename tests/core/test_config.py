@@ -67,7 +67,9 @@ def test_component_names_and_arguments_are_checked():
 
 
 def test_unknown_method_lists_valid_ones():
-    with pytest.raises(KeyError, match="unknown method 'ccpp'; valid: .*contrastive_c1"):
+    with pytest.raises(
+        KeyError, match="unknown method 'ccpp'; valid: .*contrastive_c1"
+    ):
         parse_method_config({"method": "ccpp"})
 
 

@@ -4,6 +4,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dml_pipelines.core.config import BaselineConfig
 from dml_pipelines.core.data.samplers import PKSampler
+from dml_pipelines.core.engine.callbacks import Callback
 
 
 def make_cfg(**over):
@@ -45,3 +46,18 @@ def weights(module):
 
 def same_weights(a, b):
     return all(torch.equal(a[k], b[k]) for k in a)
+
+
+class Kill(Callback):
+    """Simulates a kill in the middle of epoch ``at`` (after 2 steps); shared by
+    the resume tests of the engine and of every method."""
+
+    def __init__(self, at):
+        self.at, self.epoch = at, None
+
+    def on_epoch_start(self, trainer, epoch):
+        self.epoch = epoch
+
+    def on_step_end(self, trainer, logs, step):
+        if self.epoch == self.at and step % len(trainer.loader) == 1:
+            raise KeyboardInterrupt

@@ -5,7 +5,7 @@ from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.trainer import Trainer, load_checkpoint, resolve_device
 from dml_pipelines.core.methods.registry import build_method
 
-from .conftest import make_cfg, make_loader, normalize, same_weights, weights
+from .conftest import Kill, make_cfg, make_loader, normalize, same_weights, weights
 
 
 def _trainer(cfg, tmp_path=None, callbacks=None, validate=None):
@@ -20,20 +20,6 @@ def _trainer(cfg, tmp_path=None, callbacks=None, validate=None):
         callbacks=callbacks,
         validate=validate,
     )
-
-
-class Kill(Callback):
-    """Simulates a kill in the middle of epoch ``at`` (after 2 steps)."""
-
-    def __init__(self, at):
-        self.at, self.epoch = at, None
-
-    def on_epoch_start(self, trainer, epoch):
-        self.epoch = epoch
-
-    def on_step_end(self, trainer, logs, step):
-        if self.epoch == self.at and step % len(trainer.loader) == 1:
-            raise KeyboardInterrupt
 
 
 def test_resume_after_kill_gives_the_uninterrupted_result(tmp_path):

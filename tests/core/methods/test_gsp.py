@@ -18,6 +18,7 @@ from dml_pipelines.core.losses.gsp_zsr import ZeroShotRegressionLoss
 from dml_pipelines.core.methods.gsp import GSP
 from dml_pipelines.core.methods.gsp_config import GspConfig
 from dml_pipelines.core.methods.registry import build_method
+from tests.core.engine.conftest import Kill
 
 from ..engine.conftest import make_loader, normalize
 
@@ -177,18 +178,6 @@ def test_trains_two_epochs_hooks_initialise_prototypes_and_fill_the_memory():
     zsr = [r["zsr"] for r in rec.logs]
     assert zsr[0] == pytest.approx(math.log(6), abs=1e-5)  # before the prototypes
     assert zsr[-1] != pytest.approx(math.log(6), abs=1e-3)  # GSP attributes now
-
-
-class Kill(Callback):
-    def __init__(self, at):
-        self.at, self.epoch = at, None
-
-    def on_epoch_start(self, trainer, epoch):
-        self.epoch = epoch
-
-    def on_step_end(self, trainer, logs, step):
-        if self.epoch == self.at and step % len(trainer.loader) == 1:
-            raise KeyboardInterrupt
 
 
 def test_resume_after_a_kill_equals_the_uninterrupted_run(tmp_path):

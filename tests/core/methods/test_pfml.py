@@ -9,11 +9,11 @@ import torch
 import yaml
 
 from dml_pipelines.core.config import parse_method_config
-from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.trainer import Trainer, load_checkpoint
 from dml_pipelines.core.methods.pfml import PFML, EmbeddingCollapseError
 from dml_pipelines.core.methods.pfml_config import PFMLConfig
 from dml_pipelines.core.methods.registry import build_method
+from tests.core.engine.conftest import Kill
 
 from ..engine.conftest import make_loader, normalize, same_weights, weights
 
@@ -232,20 +232,6 @@ def test_two_epochs_lower_the_energy_move_the_proxies_and_log_the_distance():
     assert not torch.equal(t.method.criterion.proxies.detach(), before)
     assert len(t.method.neg_distances) == len(t.loader)  # hooks saw every step
     assert 0 < t.method.epoch_neg_distance <= 2
-
-
-class Kill(Callback):
-    """Raises in epoch ``at`` after two steps (a killed run)."""
-
-    def __init__(self, at):
-        self.at, self.epoch = at, None
-
-    def on_epoch_start(self, trainer, epoch):
-        self.epoch = epoch
-
-    def on_step_end(self, trainer, logs, step):
-        if self.epoch == self.at and step % len(trainer.loader) == 1:
-            raise KeyboardInterrupt
 
 
 def test_resume_gives_the_uninterrupted_weights_and_proxies(tmp_path):

@@ -13,6 +13,7 @@ from dml_pipelines.core.methods.registry import build_method
 from ..engine.conftest import make_loader, normalize
 from . import toy_method
 
+
 @pytest.fixture(autouse=True)
 def _toy():
     toy_method.register()

@@ -17,7 +17,13 @@ from dml_pipelines.core.engine.trainer import StepContext, Trainer
 from dml_pipelines.core.methods.registry import build_method
 from dml_pipelines.core.methods.xbn import CrossBatchNorm
 from dml_pipelines.core.methods.xbn_config import XbnConfig
-from tests.core.engine.conftest import make_loader, normalize, same_weights, weights
+from tests.core.engine.conftest import (
+    Kill,
+    make_loader,
+    normalize,
+    same_weights,
+    weights,
+)
 from tests.core.models.test_xbn_norm import loop_xbn
 
 YAML = Path(__file__).resolve().parents[3] / "conf/base/parameters_xbn.yml"
@@ -286,20 +292,6 @@ def test_kaiming_head_init_follows_the_official_code():
 
 
 # --- through the real Trainer -----------------------------------------------------
-
-
-class Kill(Callback):
-    """Interrupt in the middle of epoch ``at``."""
-
-    def __init__(self, at):
-        self.at, self.epoch = at, None
-
-    def on_epoch_start(self, trainer, epoch):
-        self.epoch = epoch
-
-    def on_step_end(self, trainer, logs, step):
-        if self.epoch == self.at and step % len(trainer.loader) == 1:
-            raise KeyboardInterrupt
 
 
 class Logs(Callback):
