@@ -30,8 +30,8 @@ ROW_KEYS = (
 )
 PROTOCOLS = ("conventional", "mlrc_concatenated", "mlrc_separated")
 CONFIDENCES = ("confirmed", "third_party", "approximate", "unconfirmed")
-#: the columns of one reported record, in order
-RECORD_KEYS = (
+#: what identifies a reported number (a paper-table row and its metric)
+ID_KEYS = (
     "paper",
     "table",
     "method",
@@ -42,6 +42,10 @@ RECORD_KEYS = (
     "protocol",
     "setting",
     "metric",
+)
+#: the columns of one reported record, in order
+RECORD_KEYS = (
+    *ID_KEYS,
     "value",
     "std",
     "confidence",

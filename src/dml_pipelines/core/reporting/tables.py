@@ -15,6 +15,7 @@ import pandas as pd
 
 from dml_pipelines.core.reporting.match import match_runs, run_command
 from dml_pipelines.core.reporting.reported import (
+    ID_KEYS,
     metrics_key,
     reported_frame,
     table_catalogue,
@@ -54,16 +55,7 @@ PROTOCOL_FIELDS = (
     "checkpoint_selection",
 )
 PAPER_COLUMNS = (
-    "paper",
-    "table",
-    "method",
-    "pipeline",
-    "dataset",
-    "backbone",
-    "dim",
-    "protocol",
-    "setting",
-    "metric",
+    *ID_KEYS,
     "reported",
     "reported_std",
     "confidence",
