@@ -52,3 +52,27 @@ def test_unknown_head_or_argument_names_the_key():
         cfg({"name": "mpl"})
     with pytest.raises(ValueError, match="head.args"):
         cfg({"name": "linear", "args": {"biass": False}})
+
+
+def test_head_inits_reset_every_linear_and_zero_biases():
+    from dml_pipelines.core.models.heads import init_head, mlp
+
+    torch.manual_seed(0)
+    head = mlp(16, 8, hidden_dim=12)
+    before = [m.weight.clone() for m in head if isinstance(m, torch.nn.Linear)]
+    init_head(head, "kaiming_fan_out")
+    layers = [m for m in head if isinstance(m, torch.nn.Linear)]
+    assert all(
+        not torch.equal(m.weight, w) for m, w in zip(layers, before, strict=True)
+    )
+    assert all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in layers)
+    bound = (6 / (16 + 12)) ** 0.5  # glorot-uniform bound of the first layer
+    init_head(head, "glorot_uniform")
+    assert layers[0].weight.abs().max() <= bound
+    kept = layers[0].weight.clone()
+    init_head(head, "default")
+    assert torch.equal(layers[0].weight, kept)
+    with pytest.raises(ValueError, match="head_init: glorot_uniform needs"):
+        init_head(torch.nn.Identity(), "glorot_uniform")
+    with pytest.raises(KeyError, match="head_init: unknown head init"):
+        init_head(head, "orthogonal")

@@ -32,6 +32,7 @@ from dml_pipelines.core.models.ccp_proxies import (
     to_m_major,
 )
 from dml_pipelines.core.models.embedder import Embedder, build_embedder
+from dml_pipelines.core.models.heads import init_head
 from dml_pipelines.core.registry import call_with_args
 
 log = logging.getLogger(__name__)
@@ -256,23 +257,11 @@ class CCP(Method):
         self.has_best.fill_(False)
 
 
-def _glorot_head(head: nn.Module) -> None:
-    """Glorot-uniform weights (zero biases) for every Linear layer of the head."""
-    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError("head_init: glorot_uniform needs a head with Linear layers")
-    for layer in linears:
-        nn.init.xavier_uniform_(layer.weight)
-        if layer.bias is not None:
-            nn.init.zeros_(layer.bias)
-
-
 @METHODS.register("ccp")
 def build_ccp(cfg: Any, num_classes: int) -> CCP:
     """Build from a ``CcpConfig`` for ``num_classes`` training classes."""
     embedder = build_embedder(cfg)
-    if cfg.head_init == "glorot_uniform":
-        _glorot_head(embedder.head)
+    init_head(embedder.head, cfg.head_init)
     distance = "clip_to_ball" if cfg.normalization == "lipschitz" else "normalised"
     pair = call_with_args(
         load_losses().get(cfg.base_loss, key="base_loss"),

@@ -29,6 +29,7 @@ from torch import nn
 from dml_pipelines.core.methods.base import Method, gather
 from dml_pipelines.core.methods.registry import METHODS, build_loss
 from dml_pipelines.core.models.embedder import Embedder, build_embedder
+from dml_pipelines.core.models.heads import init_head
 from dml_pipelines.core.models.xbn_kalman import MomentKalman
 from dml_pipelines.core.models.xbn_memory import RingMemory
 from dml_pipelines.core.models.xbn_norm import (
@@ -131,17 +132,9 @@ class CrossBatchNorm(Method):
         return self.loss_on_embeddings(z, labels, step)
 
 
-def kaiming_fan_out_(head: nn.Linear) -> None:
-    """The official XBM head init: Kaiming normal (fan_out), bias 0."""
-    nn.init.kaiming_normal_(head.weight, a=0, mode="fan_out")
-    if head.bias is not None:
-        nn.init.zeros_(head.bias)
-
-
 @METHODS.register("xbn")
 def build_xbn(cfg: Any, num_classes: int) -> CrossBatchNorm:
     """Build from an ``XbnConfig`` for ``num_classes`` training classes."""
     embedder = build_embedder(cfg)
-    if cfg.head_init == "kaiming_fan_out":
-        kaiming_fan_out_(embedder.head)
+    init_head(embedder.head, cfg.head_init)  # the official XBM: kaiming fan_out
     return CrossBatchNorm(embedder, build_loss(cfg, num_classes), cfg.xbm, cfg.xbn)

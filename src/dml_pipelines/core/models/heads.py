@@ -39,3 +39,32 @@ def mlp(
         layers.append(nn.BatchNorm1d(hidden))
     layers += [nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)]
     return nn.Sequential(*layers)
+
+
+HEAD_INITS: Registry = Registry("head init")
+
+
+@HEAD_INITS.register("glorot_uniform")
+def _glorot(weight) -> None:
+    nn.init.xavier_uniform_(weight)
+
+
+@HEAD_INITS.register("kaiming_fan_out")
+def _kaiming_fan_out(weight) -> None:
+    nn.init.kaiming_normal_(weight, a=0, mode="fan_out")
+
+
+def init_head(head: nn.Module, name: str, key: str = "head_init") -> None:
+    """Re-initialise every Linear layer of ``head`` with the registered scheme
+    ``name`` (``default``: keep PyTorch's), biases set to zero; ``key`` names
+    the config key in errors."""
+    if name == "default":
+        return
+    init = HEAD_INITS.get(name, key=key)
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{key}: {name} needs a head with Linear layers")
+    for layer in linears:
+        init(layer.weight)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
