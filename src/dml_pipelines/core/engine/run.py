@@ -99,15 +99,6 @@ def noisy_labels(
     return out
 
 
-def training_data_fingerprint(
-    table: pd.DataFrame, cache: ImageCache, cfg: MethodConfig
-) -> str:
-    """``data_fingerprint`` of the rows ``cfg`` trains on (the protocol card's
-    ``data_fingerprint``; part of the resume key)."""
-    rows, _ = training_rows(table, cfg.training)
-    return data_fingerprint(table, rows[np.isin(rows, cache.row_ids)], cache)
-
-
 def warm_start(method: torch.nn.Module, path: str) -> None:
     """Initialise ``method`` from ``training.init_from``: a project checkpoint
     (``last.pt``/``best.pt``/``model_state.pt``: its ``model`` weights) or a
@@ -324,6 +315,7 @@ def _fit(
         seed=cfg.training.seed,
         shard=shard,
     )
+    fingerprint = data_fingerprint(table, train_rows, cache)
     trainer = Trainer(
         method,
         loader,
@@ -332,7 +324,7 @@ def _fit(
         checkpoint_dir=checkpoint_dir,
         validate=_validator(table, cache, val_rows, cfg, recall_at),
         callbacks=list(callbacks or []),
-        data_fingerprint=training_data_fingerprint(table, cache, cfg),
+        data_fingerprint=fingerprint,
     )
     start = time.perf_counter()
     history = trainer.fit()
@@ -346,6 +338,7 @@ def _fit(
         "epoch": trainer.epoch,
         "selected_epoch": trainer.best_epoch,
         "fingerprint": trainer.fingerprint,
+        "data_fingerprint": fingerprint,
     }
     return state, history
 

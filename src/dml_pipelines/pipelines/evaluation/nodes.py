@@ -135,7 +135,6 @@ def report_metrics(
 
 def write_protocol_card(
     model_state: dict[str, Any],
-    index_table: pd.DataFrame,
     image_cache: dict[str, Any],
     params: MethodConfig,
     data: DataParams,
@@ -146,8 +145,8 @@ def write_protocol_card(
     augmentation, embedding dim, batch composition, selection split, budget.
 
     Args:
-        model_state: the trained state (device, wall time, code version).
-        index_table: the dataset's index table (the training data fingerprint).
+        model_state: the trained state (device, wall time, code version, the
+            training data's fingerprint).
         image_cache: the cache manifest (its resize and bbox use).
         params: the method block.
         data: the run's dataset.
@@ -158,12 +157,9 @@ def write_protocol_card(
         The protocol card.
     """
     from dml_pipelines.core.config import protocol_card
-    from dml_pipelines.core.data.cache import ImageCache
-    from dml_pipelines.core.engine.run import training_data_fingerprint
 
     cfg = resolve(params, data, run)
     config = cfg.model_dump(mode="json")
-    cache = ImageCache.open(image_cache["directory"])
     return {
         "dataset": data.name,
         "method": cfg.method,
@@ -179,7 +175,7 @@ def write_protocol_card(
         "epochs_trained": model_state.get("epoch"),
         "selected_epoch": model_state.get("selected_epoch"),
         "config": config,
-        "data_fingerprint": training_data_fingerprint(index_table, cache, cfg),
+        "data_fingerprint": model_state.get("data_fingerprint"),
         **protocol_card(cfg, image_cache),
     }
 

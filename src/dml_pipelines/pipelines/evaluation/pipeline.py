@@ -49,7 +49,6 @@ def create_pipeline(config_cls=MethodConfig, **kwargs) -> Pipeline:
                 typed(ev.write_protocol_card, config_cls),
                 [
                     "model_state",
-                    "index_table",
                     "image_cache",
                     "params:method",
                     "params:data",
