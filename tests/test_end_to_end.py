@@ -1,5 +1,6 @@
 """Slow end-to-end runs (CI runs them): the glyphs learning bar and the DVC DAG."""
 
+import io
 import json
 import os
 import shutil
@@ -93,12 +94,12 @@ def dvc_repo(tmp_path):
 
 @pytest.mark.slow
 def test_dvc_repro_caches_and_reruns_only_what_changed(dvc_repo):
-    out = sh(["dvc", "repro"], dvc_repo).stdout
+    first = sh(["dvc", "repro"], dvc_repo)
+    out = first.stdout
+    assert "epoch 1:" in first.stdout + first.stderr  # (the log line checked below)
     for stage in (
         "data@digits",
-        "train@contrastive_c1-digits-0",
-        "evaluate@contrastive_c1-digits-0",
-        "aggregate@contrastive_c1-digits",
+        "run@contrastive_c1-digits-0",
     ):
         assert f"Running stage '{stage}'" in out, out
     metrics = sh(["dvc", "metrics", "show", "--json"], dvc_repo).stdout
@@ -110,14 +111,26 @@ def test_dvc_repro_caches_and_reruns_only_what_changed(dvc_repo):
     assert "Running stage" not in again and "didn't change" in again, again
     assert elapsed <= 5.0, f"second dvc repro took {elapsed:.1f} s"
 
-    # a metric option change re-runs evaluation only
+    # a metric option change re-runs the run stage, which resumes the finished
+    # checkpoint (no epoch trained again: same weights) and re-scores it
+    model = dvc_repo / "data/06_models/digits/contrastive_c1/seed0/model_state.pt"
+    before = model.read_bytes()
     params = dvc_repo / "conf/base/parameters.yml"
     params.write_text(
         params.read_text().replace("lone_queries: drop", "lone_queries: miss")
     )
-    out = sh(["dvc", "repro"], dvc_repo).stdout
-    assert "Running stage 'evaluate@contrastive_c1-digits-0'" in out
-    assert "Running stage 'train@" not in out and "Running stage 'data@" not in out
+    res = sh(["dvc", "repro"], dvc_repo)
+    out = res.stdout + res.stderr
+    assert "Running stage 'run@contrastive_c1-digits-0'" in out
+    assert "Running stage 'data@" not in out
+    assert "resumed from" in out and "epoch 1:" not in out, out
+    import torch
+
+    old = torch.load(io.BytesIO(before), weights_only=True)
+    new = torch.load(model, weights_only=True)
+    assert old["wall_time_s"] == new["wall_time_s"] > 0
+    for key, value in old["model"].items():
+        assert torch.equal(value, new["model"][key]), key
 
     # an experiment on one method's parameter re-runs that method, not the data
     out = sh(
@@ -130,7 +143,7 @@ def test_dvc_repro_caches_and_reruns_only_what_changed(dvc_repo):
         ],
         dvc_repo,
     ).stdout
-    assert "Running stage 'train@contrastive_c1-digits-0'" in out
+    assert "Running stage 'run@contrastive_c1-digits-0'" in out
     assert "Running stage 'data@" not in out
     plots = sh(["dvc", "plots", "show", "--json"], dvc_repo).stdout
     assert "training_history.csv" in plots
@@ -167,7 +180,7 @@ def test_a_csv_dataset_runs_through_dvc_like_the_embedded_ones(tmp_path):
     params.write_text(params.read_text().replace("{P: 16, K: 4", "{P: 4, K: 3"))
     out = sh(["dvc", "repro"], repo).stdout
     assert "Running stage 'data_external@csv'" in out
-    assert "Running stage 'evaluate@contrastive_c1-csv-0'" in out
+    assert "Running stage 'run@contrastive_c1-csv-0'" in out
     m = json.loads(
         (repo / "data/08_reporting/csv/contrastive_c1/seed0/metrics.json").read_text()
     )

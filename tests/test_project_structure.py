@@ -97,15 +97,19 @@ def test_dvc_grid_agrees_with_the_vars_file_and_the_registry():
     assert dvc["vars"] == ["conf/grid.yaml"]
     stages = dvc["stages"]
     assert stages["data"]["matrix"]["dataset"] == "${embedded_datasets}"
-    for stage in ("train", "evaluate"):
-        assert stages[stage]["matrix"] == {
-            "method": "${methods}",
-            "dataset": "${datasets}",
-            "seed": "${seeds}",
-        }
-        assert "run.seed=${item.seed}" in stages[stage]["cmd"]
-        assert all("seed${item.seed}" in str(o) for o in stages[stage].get("outs", []))
-        assert stages[stage]["cmd"].startswith("kedro run --pipelines=${item.method}")
+    # one Kedro process per run: training and evaluation in one stage
+    run = stages["run"]
+    assert run["matrix"] == {
+        "method": "${methods}",
+        "dataset": "${datasets}",
+        "seed": "${seeds}",
+    }
+    assert "run.seed=${item.seed}" in run["cmd"]
+    assert "--tags=training,evaluation" in run["cmd"]
+    for key in ("outs", "metrics", "plots"):
+        assert all("seed${item.seed}" in str(o) for o in run[key])
+    assert run["cmd"].startswith("kedro run --pipelines=${item.method}")
+    assert not {"train", "evaluate", "aggregate"} & set(stages)
     assert set(grid["methods"]) <= set(METHOD_CONFIGS)
     assert grid["seeds"] and all(isinstance(s, int) for s in grid["seeds"])
     assert isinstance(grid["mlrc_methods"], list)
@@ -113,15 +117,11 @@ def test_dvc_grid_agrees_with_the_vars_file_and_the_registry():
     assert stages["train_fold"]["matrix"]["fold"] == [0, 1, 2, 3]
     assert "run.fold=${item.fold}" in stages["train_fold"]["cmd"]
     assert stages["mlrc"]["cmd"].startswith("kedro run --pipelines=${item.method}_mlrc")
-    assert stages["aggregate"]["matrix"] == {
-        "method": "${methods}",
-        "dataset": "${datasets}",
-    }
     assert stages["data_external"]["matrix"]["dataset"] == "${external_datasets}"
     assert grid["datasets"] == grid["embedded_datasets"] + grid["external_datasets"]
     assert set(grid["datasets"]) <= set(DATASETS)
     assert set(grid["embedded_datasets"]) <= {"digits", "glyphs"}
-    persisted = [o for o in stages["train"]["outs"] if isinstance(o, dict)]
+    persisted = [o for o in run["outs"] if isinstance(o, dict)]
     assert any(v.get("persist") for o in persisted for v in o.values())
 
 

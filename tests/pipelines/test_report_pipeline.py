@@ -84,7 +84,7 @@ def test_report_pipeline_on_fabricated_digits_runs(project):
         in (combined)
     )
     assert "| intra_batch | 0 |" in combined
-    assert "`dvc repro aggregate@intra_batch-digits" in combined
+    assert "`dvc repro --glob 'run@intra_batch-digits-*'" in combined
     summary = json.loads((rep / "summary.json").read_text())
     assert summary["digits"][METHOD]["recall@1"]["n"] == 3
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -326,10 +325,12 @@ def _fit(
         callbacks=list(callbacks or []),
         data_fingerprint=fingerprint,
     )
-    start = time.perf_counter()
     history = trainer.fit()
     state = {
-        "wall_time_s": time.perf_counter() - start,
+        # the epochs' wall time (training + validation), summed over every
+        # process of a resumed run, so a finished run re-scored after a resume
+        # keeps the time it took to train
+        "wall_time_s": float(sum(r.get("seconds", 0.0) for r in trainer.history)),
         "device": str(trainer.device)
         + (f" x{cfg.training.devices}" if cfg.training.devices > 1 else ""),
         "config": cfg.model_dump(mode="json"),
