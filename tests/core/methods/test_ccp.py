@@ -471,6 +471,10 @@ def test_yaml_recipes_validate_with_the_spec_values(recipe):
     assert (o.backbone_lr_mult, o.head_lr_mult, o.loss_lr_mult) == (1.0, 1.0, 1.0)
     assert cfg.embedding_dim == 128 and cfg.normalization == "lipschitz"
     assert cfg.backbone.freeze_bn and cfg.head.args == {"bias": False}
+    # the paper's BN-Inception with its Caffe (BGR 0-255) input, 227 px crops
+    assert cfg.backbone.name == "bninception" and cfg.backbone.pretrained
+    assert cfg.backbone.args["weights"].endswith(".pth")
+    assert cfg.transforms.preset == "mlrc"
     assert cfg.head_init == "glorot_uniform" and cfg.training.warmup_epochs == 0
     assert cfg.training.early_stopping.patience == 60
     assert cfg.training.early_stopping.min_delta == 0.0
