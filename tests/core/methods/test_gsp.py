@@ -326,6 +326,11 @@ def test_every_yaml_recipe_validates_with_the_spec_values(recipe):
             {"pooling": {"name": "gsp", "args": {"supports": 3}}},
             "pooling.args: unknown",
         ),
+        (
+            {"pooling": {"name": "gsp", "args": {"init": "classifier_kcenter"}}},
+            "gsp: pooling.args.init: classifier_kcenter needs a classifier",
+        ),
+        ({"pooling": {"name": "gsp", "args": {"init": "k"}}}, "pooling.args.init: "),
         ({"pooling": {"name": "gap"}}, "gsp: zsr.enabled: the ZSR loss needs"),
         ({"loss": {"name": "proxy_anchor"}}, "gsp: xbm.enabled: the memory takes"),
         ({"zsr": {"mix": "product"}}, "gsp.zsr.mix"),

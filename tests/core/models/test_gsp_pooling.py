@@ -1,6 +1,7 @@
-"""The GSP pooling layer (specs/methods/gsp.md §2, §5, §6.1, §8; §12 items 2, 3,
-8, 9, 13): a naive float64 oracle of the whole layer, GAP cases, invariances,
-the GAP memory and the greedy k-center prototype initialisation."""
+"""The GSP pooling layer (specs/methods/gsp.md §2, §5, §6.1, §6.2, §8; §12 items
+2, 3, 8, 9, 13): a naive float64 oracle of the whole layer, GAP cases,
+invariances, the GAP memory and the greedy k-center prototype initialisations
+(from the GAP memory, from classifier rows)."""
 
 import math
 
@@ -239,3 +240,33 @@ def test_init_delay_steps_postpone_the_memory():
         pool.observe(torch.ones(2, 2))
     assert int(pool.memory_count) == 0
     assert pool.observe(torch.ones(2, 2)) is True
+
+
+def test_classifier_kcenter_picks_classifier_rows_once_in_place():
+    """§6.2, §10 row 3: row 0, then K − 1 rows by farthest-point selection."""
+    torch.manual_seed(0)
+    pool = GeneralizedSumPooling(dim=4, num_prototypes=5, init="classifier_kcenter")
+    head = nn.Linear(6, 4)
+    param = pool.prototypes
+    assert len(pool.memory) == 0  # no GAP memory for this initialisation
+    x = fmap(b=3, seed=2).float()
+    out = pool(x, head)  # before the rows are handed over: plain GAP
+    torch.testing.assert_close(out["embedding"], head(x.mean(dim=(2, 3))))
+    rows = torch.randn(12, 4, generator=torch.Generator().manual_seed(4))
+    assert pool.initialize_from_rows(rows) is True
+    picked = [0] + [1 + i for i in kcenter_brute(rows[1:].double(), rows[:1], 4)]
+    assert len(set(picked)) == 5
+    assert pool.prototypes is param  # in place: an optimiser keeps it
+    assert torch.equal(pool.prototypes.detach(), rows[picked])
+    assert bool(pool.initialized)
+    assert pool.initialize_from_rows(torch.randn(12, 4)) is False  # once only
+    assert torch.equal(pool.prototypes.detach(), rows[picked])
+    assert pool(x, head)["aux"].sum(dim=1).allclose(torch.ones(3))
+
+
+def test_classifier_kcenter_needs_k_rows_of_the_prototype_size():
+    pool = GeneralizedSumPooling(dim=4, num_prototypes=5, init="classifier_kcenter")
+    for rows in (torch.randn(4, 4), torch.randn(9, 3)):
+        with pytest.raises(ValueError, match="classifier_kcenter picks 5"):
+            pool.initialize_from_rows(rows)
+    assert not bool(pool.initialized)

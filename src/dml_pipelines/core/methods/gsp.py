@@ -11,7 +11,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from dml_pipelines.core.config import Component
 from dml_pipelines.core.losses.gsp_xbm import CrossBatchMemory
 from dml_pipelines.core.losses.gsp_zsr import ZeroShotRegressionLoss
 from dml_pipelines.core.methods.base import Method, gather
@@ -105,10 +104,7 @@ class GSP(Method):
 @METHODS.register("gsp")
 def build_gsp(cfg: Any, num_classes: int) -> GSP:
     """Build from a ``GspConfig`` for ``num_classes`` training classes."""
-    if cfg.pooling.name == "gsp":
-        args = {**cfg.pooling.args, "dim": cfg.embedding_dim}
-        pooling = Component(name="gsp", args=args)
-        cfg = cfg.model_copy(update={"pooling": pooling})
+    cfg = gsp_pooling.with_embedding_dim(cfg)
     embedder = build_embedder(cfg)
     zsr = None
     if cfg.zsr.enabled:

@@ -21,7 +21,8 @@ from dml_pipelines.core.methods.configs import register_config
 #: losses under the pair-loss contract (usable inside the cross-batch memory)
 PAIR_LOSSES = ("contrastive_c1", "contrastive_c2", "triplet", "multi_similarity")
 BACKWARDS = ("implicit", "unrolled")
-INITS = ("memory_kcenter", "none")
+#: ``classifier_kcenter`` needs a method with a classifier (``intra_batch``)
+INITS = ("memory_kcenter", "classifier_kcenter", "none")
 OPERATORS = ("weighted_avg", "weighted_max")
 
 
@@ -104,6 +105,12 @@ class GspConfig(MethodConfig):
                     f"pooling.args.dim: {dim} must equal embedding_dim "
                     f"{self.embedding_dim} (or be left out)"
                 )
+        if gsp and self.pooling.args.get("init") == "classifier_kcenter":
+            raise ValueError(
+                "pooling.args.init: classifier_kcenter needs a classifier, which "
+                "the gsp method has not (use memory_kcenter or none here, or the "
+                "intra_batch method)"
+            )
         if self.zsr.enabled and not gsp:
             raise ValueError(
                 f"zsr.enabled: the ZSR loss needs pooling.name: gsp "

@@ -1,4 +1,12 @@
-"""Config of ``intra_batch`` (torch-free; registered for the Kedro wiring)."""
+"""Config of ``intra_batch`` (torch-free; registered for the Kedro wiring).
+
+Besides its own pooling (``gmp``), the method accepts the GSP layer
+``pooling: {name: gsp, args: {...}}`` with ``init: classifier_kcenter`` (the
+prototypes are picked among the backbone classifier's weight rows at the first
+training forward) or ``none``, and an optional zero-shot regression loss on the
+GSP attributes (``zsr``, off by default): the Intra-Batch + GSP setting of the
+GSP authors' PyTorch code (recipes ``gsp_intra_batch_<dataset>``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from dml_pipelines.core.config import MethodConfig, StrictModel
 from dml_pipelines.core.methods.configs import register_config
+from dml_pipelines.core.methods.gsp_config import ZsrConfig, check_pooling_args
 
 INTRA_BATCH_LOSSES = ("backbone_ce", "mpn_ce")
 
@@ -35,6 +44,19 @@ class LossWeights(StrictModel):
     mpn_ce: float = Field(1.0, ge=0)
 
 
+class IntraBatchZsrConfig(ZsrConfig):
+    """The ZSR loss of ``gsp`` added to the Intra-Batch losses: off by default;
+    ``additive`` (L + w·L_ZS, the PyTorch integration) by default."""
+
+    enabled: bool = False
+    mix: Literal["convex", "additive"] = "additive"
+
+
+#: GSP prototype initialisations usable here (``memory_kcenter`` is driven by
+#: the ``gsp`` method's hooks)
+GSP_INITS = ("classifier_kcenter", "none")
+
+
 @register_config("intra_batch")
 class IntraBatchConfig(MethodConfig):
     """Intra-Batch connections (MPN over the batch graph, label-smoothed CE)."""
@@ -55,6 +77,10 @@ class IntraBatchConfig(MethodConfig):
         ]
     )
     ddp_graph: Literal["local", "global"] = "local"
+    #: ``kaiming_fan_out``: the embedding head and the backbone classifier
+    #: initialised as the GSP authors' PyTorch module (bias 0)
+    head_init: Literal["default", "kaiming_fan_out"] = "default"
+    zsr: IntraBatchZsrConfig = Field(default_factory=IntraBatchZsrConfig)
 
     @field_validator("ddp_graph")
     @classmethod
@@ -86,6 +112,32 @@ class IntraBatchConfig(MethodConfig):
             raise ValueError(
                 f"mpn.heads: {self.mpn.heads} does not divide embedding_dim "
                 f"{self.embedding_dim}"
+            )
+        gsp = self.pooling.name == "gsp"
+        if gsp:
+            args = self.pooling.args
+            check_pooling_args(args)
+            if args.get("init", "memory_kcenter") not in GSP_INITS:
+                raise ValueError(
+                    f"pooling.args.init: intra_batch initialises the GSP prototypes "
+                    f"from its classifier; valid: {', '.join(GSP_INITS)} "
+                    f"(got {args.get('init', 'memory_kcenter')!r})"
+                )
+            dim = args.get("dim")
+            if dim is not None and dim != self.embedding_dim:
+                raise ValueError(
+                    f"pooling.args.dim: {dim} must equal embedding_dim "
+                    f"{self.embedding_dim} (or be left out)"
+                )
+        if self.zsr.enabled and not gsp:
+            raise ValueError(
+                f"zsr.enabled: the ZSR loss needs pooling.name: gsp "
+                f"(got {self.pooling.name!r}); set zsr.enabled: false"
+            )
+        if self.head_init != "default" and self.head.name != "linear":
+            raise ValueError(
+                f"head_init: {self.head_init!r} needs head.name 'linear' "
+                f"(got {self.head.name!r})"
             )
         if self.lr_drops and self.training.scheduler is not None:
             raise ValueError(

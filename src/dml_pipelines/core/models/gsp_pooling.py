@@ -5,23 +5,38 @@ The head W is applied per location (v_i = W f_i), the costs to the K prototypes
 are c_ki = ‖N(ω_k) − N(v_i)‖ (N clips onto the unit ball), and the partial
 transport plan gives the pooling weights t_i = Σ_k π_ki / μ (Σ t = 1) and the
 attribute vector z_k = Σ_i π_ki / μ (Σ z = 1). Until the prototypes are
-initialised (``init: memory_kcenter``) the output is plain GAP of v with zero
-attributes; the method feeds ``gap`` (N(GAP(v)), detached) to ``observe`` after
-each training step, and once ``init_memory_size`` of them are stored the
-prototypes are set once, in place, by greedy k-center.
+initialised the output is plain GAP of v with zero attributes. With
+``init: memory_kcenter`` the method feeds ``gap`` (N(GAP(v)), detached) to
+``observe`` after each training step, and once ``init_memory_size`` of them are
+stored the prototypes are set once, in place, by greedy k-center. With
+``init: classifier_kcenter`` (the PyTorch Intra-Batch module, §6.2) the method
+hands its classifier weight rows to ``initialize_from_rows`` at its first
+training forward: row 0 and K − 1 rows picked by greedy k-center seeded with it.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
+from dml_pipelines.core.config import Component
 from dml_pipelines.core.methods.gsp_config import check_pooling_args
 from dml_pipelines.core.models.gsp_transport import lipschitz_normalize, transport_plan
 from dml_pipelines.core.models.pooling import POOLINGS
 
 #: buffers needed only while training (left out of ``model_state.pt``)
 TRAINING_ONLY_BUFFERS = ("memory", "memory_count", "steps_seen")
+
+
+def with_embedding_dim(cfg: Any) -> Any:
+    """``cfg`` with ``pooling.args.dim`` set to ``embedding_dim`` when its pooling
+    is ``gsp`` (a method using the layer calls this before ``build_embedder``)."""
+    if cfg.pooling.name != "gsp":
+        return cfg
+    args = {**cfg.pooling.args, "dim": cfg.embedding_dim}
+    return cfg.model_copy(update={"pooling": Component(name="gsp", args=args)})
 
 
 def greedy_kcenter(points: torch.Tensor, seeds: torch.Tensor, k: int) -> torch.Tensor:
@@ -60,8 +75,10 @@ class GeneralizedSumPooling(nn.Module):
         ``embedding_dim``; give it when another method uses this pooling).
     num_prototypes: K; transport_ratio: μ; entropy_weight: γ;
     solver_iterations: fixed-point iterations; backward: implicit | unrolled.
-    init: memory_kcenter (GAP until the memory is full, then k-center) | none
-        (the glorot-initialised prototypes from the first step).
+    init: memory_kcenter (GAP until the memory is full, then k-center) |
+        classifier_kcenter (GAP until the method hands over its classifier's
+        weight rows, ``initialize_from_rows``) | none (the glorot-initialised
+        prototypes from the first step).
     init_memory_size: memory rows (1,024); init_delay_steps: training steps
         before the memory starts filling.
     operator: weighted_avg (Σ t_i v_i, TF) | weighted_max (head of
@@ -95,7 +112,7 @@ class GeneralizedSumPooling(nn.Module):
         self.mu, self.gamma = float(transport_ratio), float(entropy_weight)
         self.iterations, self.backward = solver_iterations, backward
         self.operator, self.augment_max_pool = operator, augment_max_pool
-        self.init_delay_steps = init_delay_steps
+        self.init, self.init_delay_steps = init, init_delay_steps
         self.prototypes = nn.Parameter(torch.empty(num_prototypes, dim))
         nn.init.xavier_uniform_(self.prototypes)
         self.register_buffer("initialized", torch.tensor(init == "none"))
@@ -128,6 +145,26 @@ class GeneralizedSumPooling(nn.Module):
         k = self.prototypes.shape[0]
         idx = greedy_kcenter(self.memory[k:], self.memory[:k], k)
         self.prototypes.data.copy_(self.memory[k:][idx])
+        self.initialized.fill_(True)
+        return True
+
+    @torch.no_grad()
+    def initialize_from_rows(self, rows: torch.Tensor) -> bool:
+        """``classifier_kcenter``: set the K prototypes once, in place, from the
+        rows (C, D) of a classifier weight: row 0 first, then K − 1 rows of
+        rows[1:] by greedy k-center seeded with row 0 (as the PyTorch module).
+        True when it initialised; False when already done."""
+        if bool(self.initialized):
+            return False
+        k, dim = self.prototypes.shape
+        if rows.ndim != 2 or rows.shape[1] != dim or len(rows) < k:
+            raise ValueError(
+                f"pooling.args.init: classifier_kcenter picks {k} prototypes of "
+                f"size {dim} from classifier rows of shape {tuple(rows.shape)}"
+            )
+        rows = rows.detach().to(self.prototypes)
+        idx = greedy_kcenter(rows[1:], rows[:1], k - 1)
+        self.prototypes.data.copy_(torch.cat([rows[:1], rows[1:][idx]]))
         self.initialized.fill_(True)
         return True
 
