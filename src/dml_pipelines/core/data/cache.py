@@ -12,14 +12,24 @@ Directory layout (``FORMAT_VERSION`` 1)::
     pixels.u8     raw uint8 bytes, every image in HWC order, back to back
     offsets.npy   int64 (N, 4): byte offset, height, width, channels
     row_ids.npy   int64 (N,): the index-table row id of each cached image
-    meta.json     format, version, count, resize_shorter, use_bbox, skipped rows
+    meta.json     format, version, count, resize_shorter, use_bbox, skipped rows,
+                  source_hash
 
 The training augmentation crops from these already-resized images, so the cache's
 ``resize_shorter`` belongs in the protocol card (``ImageCache.manifest``).
+
+Caches of several sizes of one dataset live side by side in one folder, each in a
+sub-folder named after its size (:func:`cache_path`): ``cache_r256/`` (shorter side
+256) or ``cache_original/`` (native size). :func:`find_caches` lists them and
+:func:`open_sized_cache` opens the one of a given size, refusing a missing,
+mislabelled or stale one with a one-line error. ``source_hash`` (the listed rows and
+their files' sizes and modification times, :func:`source_hash`) tells whether two
+caches were built from the same source files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -299,6 +309,7 @@ def build_cache(
         raise FileNotFoundError(f"build_cache: data root {root} does not exist")
     resize_shorter = None if resize_shorter is None else int(resize_shorter)
     tasks, no_box = _tasks(table, root, resize_shorter, use_bbox)
+    source = source_hash(table, root, use_bbox=use_bbox)
     _claim(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
@@ -340,6 +351,7 @@ def build_cache(
             "rows_without_box": no_box if use_bbox else None,
             "total_bytes": offset,
             "skipped": skipped,
+            "source_hash": source,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         _publish(tmp, directory)
@@ -550,4 +562,152 @@ class ImageCache:
             "rows_without_box": m.get("rows_without_box"),
             "skipped": list(m.get("skipped", [])),
             "format_version": m.get("format_version"),
+            "source_hash": m.get("source_hash"),
         }
+
+
+# --- caches of several sizes side by side -------------------------------------
+
+CACHE_PREFIX = "cache_"
+
+
+def size_label(resize_shorter: int | None) -> str:
+    """``"original"`` (native size) or the shorter side as text (``"256"``): the
+    value of ``transforms.source_size`` and of the ``cache_size`` parameter."""
+    return "original" if resize_shorter is None else str(int(resize_shorter))
+
+
+def describe_size(resize_shorter: int | None) -> str:
+    """``"the original size"`` or ``"shorter side 256"`` (error messages)."""
+    if resize_shorter is None:
+        return "the original size"
+    return f"shorter side {int(resize_shorter)}"
+
+
+def cache_name(resize_shorter: int | None) -> str:
+    """Folder name of the cache of one size: ``cache_r256`` or ``cache_original``."""
+    if resize_shorter is None:
+        return f"{CACHE_PREFIX}original"
+    return f"{CACHE_PREFIX}r{int(resize_shorter)}"
+
+
+def cache_path(folder: str | Path, resize_shorter: int | None) -> Path:
+    """``<folder>/cache_r<N>`` or ``<folder>/cache_original``."""
+    return Path(folder) / cache_name(resize_shorter)
+
+
+def read_meta(directory: str | Path) -> dict[str, Any] | None:
+    """The ``meta.json`` of the cache in ``directory``, or ``None`` when it holds
+    none (no cache, or an unreadable ``meta.json``)."""
+    directory = Path(directory)
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else None
+
+
+def is_image_cache(directory: str | Path) -> bool:
+    """Whether ``directory`` holds a cache (its ``meta.json`` says so)."""
+    return read_meta(Path(directory)) is not None
+
+
+def find_caches(folder: str | Path) -> dict[int | None, Path]:
+    """The caches in ``folder``: shorter side (``None``: original) -> directory.
+
+    Only sub-folders named after the size their ``meta.json`` records count
+    (``cache_r256`` holding a 256 cache); anything else is ignored.
+    """
+    folder = Path(folder)
+    found: dict[int | None, Path] = {}
+    if not folder.is_dir():
+        return found
+    for directory in sorted(folder.glob(f"{CACHE_PREFIX}*")):
+        meta = read_meta(directory) if directory.is_dir() else None
+        if meta is None:
+            continue
+        size = meta.get("resize_shorter")
+        if directory.name == cache_name(size):
+            found[size] = directory
+    return found
+
+
+def _sizes_text(found: dict[int | None, Path]) -> str:
+    if not found:
+        return "no image cache"
+    items = sorted(found.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))
+    return "only " + ", ".join(
+        f"{describe_size(size)} ({path.name})" for size, path in items
+    )
+
+
+def source_hash(table: pd.DataFrame, root: str | Path, *, use_bbox: bool) -> str:
+    """Hash of what a cache is built from, whatever its size: the row ids, paths
+    and (with ``use_bbox``) boxes of ``table``, and each listed file's size and
+    modification time (one ``stat`` per file; a missing file counts as absent).
+    Two caches with the same hash were decoded from the same files."""
+    root = Path(root)
+    h = hashlib.sha256(f"use_bbox={bool(use_bbox)}\n".encode())
+    boxes = (
+        table[list(BOX_COLUMNS)].astype(float).to_numpy()
+        if use_bbox and all(c in table.columns for c in BOX_COLUMNS)
+        else None
+    )
+    for i, (row_id, rel) in enumerate(
+        zip(table.index, table["path"].astype(str), strict=True)
+    ):
+        try:
+            st = os.stat(root / rel)
+            stat = f"{st.st_size}\0{st.st_mtime_ns}"
+        except OSError:
+            stat = "absent"
+        box = "" if boxes is None else ",".join(repr(float(v)) for v in boxes[i])
+        h.update(f"{int(row_id)}\0{rel}\0{box}\0{stat}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def open_sized_cache(
+    folder: str | Path,
+    resize_shorter: int | None,
+    *,
+    source_hash: str | None = None,
+    wanted_by: str = "the run",
+    fix: str = "build it",
+) -> ImageCache:
+    """Open the cache of one size in ``folder`` (``cache_path``).
+
+    Args:
+        folder: the dataset's cache folder.
+        resize_shorter: the shorter side wanted, or ``None`` for the original size.
+        source_hash: when given, the cache must have been built from these source
+            files (its ``meta.json`` ``source_hash``), e.g. those of the dataset's
+            latest ``data`` run.
+        wanted_by: what asks for this size (the config key and its value), first
+            in the error message.
+        fix: how to build the missing cache (the exact command), last in it.
+
+    Returns:
+        The opened ``ImageCache``.
+
+    Raises:
+        FileNotFoundError: no cache of that size in ``folder`` (one line:
+            ``wanted_by``, the size wanted, the sizes available, ``fix``).
+        ValueError: the cache of that size was built from other source files.
+    """
+    folder = Path(folder)
+    found = find_caches(folder)
+    directory = found.get(resize_shorter)
+    if directory is None:
+        raise FileNotFoundError(
+            f"{wanted_by} wants the image cache at {describe_size(resize_shorter)}, "
+            f"but {folder} holds {_sizes_text(found)}; {fix}"
+        )
+    cache = ImageCache.open(directory)
+    built = cache.meta.get("source_hash")
+    if source_hash is not None and built != source_hash:
+        raise ValueError(
+            f"{wanted_by} wants the image cache at {describe_size(resize_shorter)}, "
+            f"but {directory} was built from other source files than the dataset's "
+            f"latest data run (source_hash {built} vs {source_hash}); {fix}"
+        )
+    return cache

@@ -146,8 +146,9 @@ def write_protocol_card(
 
     Args:
         model_state: the trained state (device, wall time, code version, the
-            training data's fingerprint).
-        image_cache: the cache manifest (its resize and bbox use).
+            training data's fingerprint, ``cache``: the cache trained on).
+        image_cache: the dataset's cache manifest (its resize and bbox use),
+            used only for a state written before ``cache`` was recorded.
         params: the method block.
         data: the run's dataset.
         datasets: every dataset's block (the data root).
@@ -176,7 +177,7 @@ def write_protocol_card(
         "selected_epoch": model_state.get("selected_epoch"),
         "config": config,
         "data_fingerprint": model_state.get("data_fingerprint"),
-        **protocol_card(cfg, image_cache),
+        **protocol_card(cfg, model_state.get("cache") or image_cache),
     }
 
 
