@@ -72,6 +72,7 @@ def test_registry_has_data_and_one_namespaced_pipeline_per_method():
     for name in METHOD_CONFIGS:
         nodes = [n for n in pipes[name].nodes if n.namespace == name]
         assert {n.name.split(".")[-1] for n in nodes} >= {
+            "build_augmentation",
             "train_method",
             "extract_embeddings",
             "evaluate_retrieval",
@@ -84,6 +85,79 @@ def test_registry_has_data_and_one_namespaced_pipeline_per_method():
             n.name.split(".")[-1].replace("_", "").isalpha() for n in pipes[name].nodes
         )
         assert (ROOT / "conf" / "base" / f"parameters_{name}.yml").exists()
+
+
+def test_augmentation_is_its_own_node_between_the_cache_and_training():
+    from dml_pipelines.pipeline_registry import register_pipelines
+
+    pipe = register_pipelines()["contrastive_c1"]
+    by_name = {n.name: n for n in pipe.nodes}
+    aug = by_name["contrastive_c1.build_augmentation"]
+    assert "image_cache" in aug.inputs and aug.outputs == [
+        "contrastive_c1.augmentation"
+    ]
+    assert "training" in aug.tags
+    assert (
+        "contrastive_c1.augmentation" in by_name["contrastive_c1.train_method"].inputs
+    )
+    catalog = yaml.safe_load((ROOT / "conf/base/catalog.yml").read_text())
+    path = catalog["{method}.augmentation"]["filepath"]
+    assert path.startswith("data/05_model_input/") and path.endswith(
+        "/{method}/${run_dir:${runtime_params:run.seed, 0},"
+        "${runtime_params:run.fold, none}}/augmentation.json"
+    )
+
+
+def test_default_pipeline_is_the_lineage_of_the_grid_with_the_report_last():
+    from dml_pipelines.pipeline_registry import register_pipelines
+
+    grid = yaml.safe_load((ROOT / "conf" / "grid.yaml").read_text())
+    pipes = register_pipelines()
+    default = pipes["__default__"]
+    names = [n.name for n in default.nodes]  # topologically sorted (run order)
+    expected = set(pipes["data"].nodes) | set(pipes["report"].nodes)
+    for method in grid["methods"]:
+        expected |= set(pipes[method].nodes)
+    assert {n.name for n in expected} <= set(names)
+    namespaces = {n.namespace for n in default.nodes}
+    others = set(pipes) - {"data", "report", "__default__", *grid["methods"]}
+    assert not namespaces & {o for o in others if not o.endswith("_mlrc")}
+    # lineage: ingestion -> augmentation -> training -> embedding -> evaluation
+    # -> clustering -> report; the report runs after every method's last node
+    order = {name: i for i, name in enumerate(names)}
+    for m in grid["methods"]:
+        chain = [
+            "prepare_images",
+            f"{m}.build_augmentation",
+            f"{m}.train_method",
+            f"{m}.extract_embeddings",
+            f"{m}.cluster_embeddings",
+            f"{m}.report_metrics",
+            f"{m}.aggregate_seeds",
+            "report.collect_runs",
+        ]
+        assert [order[c] for c in chain] == sorted(order[c] for c in chain), m
+        assert order[f"{m}.write_protocol_card"] < order["report.await_runs"]
+    for reader in (
+        "collect_runs",
+        "plot_training_curves",
+        "plot_projection",
+        "plot_retrieval_sheets",
+    ):
+        assert "report.runs_finished" in default.nodes[order[f"report.{reader}"]].inputs
+    # `kedro run --pipelines=report` alone does not wait for anything
+    assert "report.runs_finished" not in pipes["report"].all_inputs()
+
+
+def test_registry_reads_the_grid_from_the_working_directory(tmp_path, monkeypatch):
+    from dml_pipelines.pipeline_registry import register_pipelines
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "grid.yaml").write_text("methods: [triplet, nosuch]\n")
+    monkeypatch.chdir(tmp_path)
+    default = register_pipelines()["__default__"]
+    namespaces = {n.namespace for n in default.nodes} - {None}
+    assert namespaces == {"triplet", "report"}
 
 
 def test_dvc_grid_agrees_with_the_vars_file_and_the_registry():

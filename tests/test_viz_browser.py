@@ -125,6 +125,7 @@ def test_lineage_renders_in_headless_chromium(site, tmp_path):
     assert {
         "ingest_dataset",
         "prepare_images",
+        "build_augmentation",
         "train_method",
         "extract_embeddings",
         "evaluate_retrieval",
@@ -132,4 +133,24 @@ def test_lineage_renders_in_headless_chromium(site, tmp_path):
         "report_metrics",
         "contrastive_c1.metrics",
         "contrastive_c1.protocol_card",
+        "contrastive_c1.augmentation",
     } <= set(method), method
+    # the default view: the whole lineage, every grid method into the report
+    default = _rendered_labels(
+        browser, site + "?expandAllPipelines=true", tmp_path / "p3"
+    )
+    assert {
+        "ingest_dataset",
+        "prepare_images",
+        "build_augmentation",
+        "train_method",
+        "extract_embeddings",
+        "evaluate_retrieval",
+        "cluster_embeddings",
+        "await_runs",
+        "collect_runs",
+        "build_combined_table",
+        "xbn.augmentation",
+        "pfml.metrics",
+        "report.combined",
+    } <= set(default), default

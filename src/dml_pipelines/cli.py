@@ -3,7 +3,10 @@
 Configuration and data errors raised by the project (unknown keys, invalid
 values, missing roots or files, undecodable images, non-finite losses) are
 printed as ``Error: <message>`` with exit code 1 instead of a traceback from
-inside Kedro; the full traceback is still logged at DEBUG level.
+inside Kedro; the full traceback is still logged at DEBUG level. An unknown
+pipeline name is one line listing the registered names. ``--pipeline=NAME``
+(``-p``), which Kedro 1.7 deprecates, is taken as ``--pipelines=NAME`` without
+the deprecation warning.
 """
 
 import logging
@@ -42,11 +45,43 @@ def cli() -> None:
     """dml_pipelines project commands."""
 
 
+def unknown_pipelines(names: list[str]) -> tuple[list[str], list[str]]:
+    """The ``names`` that are not registered, and the registered names."""
+    from dml_pipelines.pipeline_registry import register_pipelines
+
+    valid = sorted(register_pipelines())
+    return [n for n in names if n not in valid], valid
+
+
+def unknown_message(unknown: list[str], valid: list[str]) -> str:
+    """One line: the unknown names (with the closest registered name, if any)
+    and every registered name."""
+    from difflib import get_close_matches
+
+    parts = []
+    for name in unknown:
+        close = get_close_matches(name, valid, n=1)
+        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"unknown pipeline {', '.join(parts)}; valid: {', '.join(valid)}"
+
+
 def _run(*args, **kwargs):
+    if kwargs.get("pipeline") and not kwargs.get("pipelines"):
+        kwargs["pipelines"] = [
+            n.strip() for n in kwargs.pop("pipeline").split(",") if n.strip()
+        ]
+        kwargs["pipeline"] = None
     try:
         return kedro_run.callback(*args, **kwargs)
     except USER_ERRORS as exc:
         log.debug("full traceback", exc_info=True)
+        unknown, valid = (
+            unknown_pipelines(kwargs["pipelines"])
+            if kwargs.get("pipelines")
+            else ([], [])
+        )
+        if unknown:
+            raise click.ClickException(unknown_message(unknown, valid)) from None
         raise click.ClickException(one_line(exc)) from None
 
 

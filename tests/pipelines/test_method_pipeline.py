@@ -61,6 +61,12 @@ def test_method_pipeline_runs_end_to_end_on_a_tiny_subset(project):
     assert history.splitlines()[0].startswith("epoch,loss")
     assert len(history.splitlines()) == 3
     assert (out / "06_models/digits/contrastive_c1/seed0/checkpoints/last.pt").exists()
+    augmentation = json.loads(
+        (
+            out / "05_model_input/digits/contrastive_c1/seed0/augmentation.json"
+        ).read_text()
+    )
+    assert augmentation["preset"] == "small" and augmentation["seed"] == 0
     per_class = (
         out / "08_reporting/digits/contrastive_c1/seed0/per_class.csv"
     ).read_text()
@@ -118,7 +124,9 @@ def test_unknown_method_pipeline_is_one_line_error(project):
         text=True,
     )
     assert proc.returncode != 0
-    assert "Failed to find the pipeline named 'nomethod'" in proc.stdout + proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: unknown pipeline 'nomethod'; valid: ")
+    assert "contrastive_c1" in last
     assert not (project / "data").exists()
 
 

@@ -8,10 +8,12 @@ A preset is split in two parts:
   to float, channel order and scale, mean/std, and (``intra_batch`` train)
   RandomErasing in normalised space.
 
-Crops are taken from the prepared cache's images, which are already resized (shorter
-side ``resize_shorter`` of the cache, e.g. 256), whereas the ``mlrc``, ``intra_batch``
-and ``proxy_anchor`` reference code crops the original image; the cache's resize is
-recorded in the protocol card from ``ImageCache.manifest()``.
+Crops are taken from the prepared cache's images, which are resized to the cache's
+size (shorter side ``resize_shorter``, e.g. 256, or the native size). The ``mlrc``,
+``intra_batch`` and ``proxy_anchor`` reference code crops the original image, so the
+recipes using them train on the original-size cache (``transforms.source_size:
+original``); ``xbm`` resizes to 256 first (``source_size: 256``). The cache trained
+on is recorded in the protocol card (``cache_resize_shorter``).
 
 Randomness comes from torch: the global generator (reproducible under
 ``torch.manual_seed``) or an explicit ``torch.Generator`` passed in.
@@ -117,11 +119,33 @@ class Transforms:
             )
 
     def describe(self) -> dict[str, Any]:
-        """JSON-serialisable parameters for the protocol card."""
+        """JSON-serialisable parameters (every field; the ``augmentation``
+        dataset of a run); ``Transforms.from_description`` is the inverse."""
         return {
             k: list(v) if isinstance(v, tuple) else v
             for k, v in dataclasses.asdict(self).items()
         }
+
+    @classmethod
+    def from_description(cls, description: dict[str, Any]) -> Transforms:
+        """The preset ``describe()`` returned (lists back to tuples).
+
+        Raises:
+            ValueError: a field is missing or unknown (one line naming them).
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(description) - names)
+        missing = sorted(names - set(description))
+        if unknown or missing:
+            parts = [f"unknown field(s) {unknown}"] if unknown else []
+            parts += [f"missing field(s) {missing}"] if missing else []
+            raise ValueError(f"transforms description: {'; '.join(parts)}")
+        return cls(
+            **{
+                k: tuple(v) if isinstance(v, list) else v
+                for k, v in description.items()
+            }
+        )
 
     def train_sample(
         self, img: torch.Tensor, generator: torch.Generator | None = None

@@ -23,6 +23,7 @@ from dml_pipelines.core.engine.callbacks import Callback, EarlyStopping, improve
 from dml_pipelines.core.engine.distributed import Dist, current
 from dml_pipelines.core.engine.grad import grad_transforms_from
 from dml_pipelines.core.engine.optim import build_optimizer, build_scheduler, is_plateau
+from dml_pipelines.core.engine.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,14 @@ class StepContext:
     def all_gather(self, x: torch.Tensor) -> torch.Tensor:
         """(b, ...) per rank -> (N·b, ...) of the global batch, differentiable."""
         return self.dist.all_gather(x)
+
+
+def _length(loader: Any) -> int | None:
+    """Batches per epoch of ``loader`` (``None`` when it has no length)."""
+    try:
+        return len(loader)
+    except TypeError:
+        return None
 
 
 def callback_names(callbacks: list[Callback]) -> list[str]:
@@ -371,39 +380,51 @@ class Trainer:
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         total, count = 0.0, 0
-        for step, (images, labels) in enumerate(self.loader):
-            images = self.normalize(images.to(self.device, non_blocking=True), True)
-            if self.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            labels = labels.to(self.device, non_blocking=True)
-            ctx = StepContext(epoch, self.global_step, step, self, self.dist)
-            with torch.autocast(
-                self.device.type, dtype=self.amp_dtype, enabled=self.use_amp
-            ):
-                loss, logs = self.method.training_loss(images, labels, ctx)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                where = (
-                    self.checkpoint_dir / "last.pt" if self.checkpoint_dir else "none"
-                )
-                raise FloatingPointError(
-                    f"non-finite loss ({value}) at epoch {epoch + 1}, step {step + 1}; "
-                    f"training stopped (last good checkpoint: {where})"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)  # no-op without AMP
-            self.dist.average_gradients(list(self.method.parameters()))
-            self._call("on_after_backward")
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            total += value
-            count += 1
-            self._call("on_step_end", {"loss": value, **logs}, self.global_step)
-            self.global_step += 1
+        with Progress(
+            _length(self.loader),
+            f"epoch {epoch + 1}/{self.tcfg.epochs}",
+            "step",
+            main=self.dist.is_main,
+        ) as bar:
+            for step, (images, labels) in enumerate(self.loader):
+                value = self._train_step(epoch, step, images, labels)
+                total += value
+                count += 1
+                bar.update(images=len(images) * self.dist.world_size, loss=value)
         if warm:
             self._set_warmup(False)
         return total / max(count, 1)
+
+    def _train_step(
+        self, epoch: int, step: int, images: torch.Tensor, labels: torch.Tensor
+    ) -> float:
+        """One optimisation step; returns the step's loss."""
+        images = self.normalize(images.to(self.device, non_blocking=True), True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels = labels.to(self.device, non_blocking=True)
+        ctx = StepContext(epoch, self.global_step, step, self, self.dist)
+        with torch.autocast(
+            self.device.type, dtype=self.amp_dtype, enabled=self.use_amp
+        ):
+            loss, logs = self.method.training_loss(images, labels, ctx)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            where = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else "none"
+            raise FloatingPointError(
+                f"non-finite loss ({value}) at epoch {epoch + 1}, step {step + 1}; "
+                f"training stopped (last good checkpoint: {where})"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)  # no-op without AMP
+        self.dist.average_gradients(list(self.method.parameters()))
+        self._call("on_after_backward")
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self._call("on_step_end", {"loss": value, **logs}, self.global_step)
+        self.global_step += 1
+        return value
 
     def _step_scheduler(self, row: dict[str, float]) -> None:
         if self.scheduler is None:

@@ -22,6 +22,16 @@ def _runs_frame(all_runs: dict[str, Any]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def await_runs(*outputs: Any) -> int:
+    """Ordering only: takes the runs' final outputs so that the nodes reading
+    run files from disk run after them (``__default__``).
+
+    Returns:
+        How many outputs it waited for.
+    """
+    return len(outputs)
+
+
 def collect_runs(run_files: dict[str, Any], data: DataParams) -> dict[str, Any]:
     """The runs table of the run's dataset: each result's metrics beside its
     protocol card.
@@ -157,6 +167,16 @@ def plot_retrieval_sheets(
     }
 
 
+def _as_written(block: Any) -> Any:
+    """A method block as its parameters file writes it: Kedro hands the whole
+    ``parameters`` dict with the blocks of typed nodes already validated into
+    config models when such nodes run beside the report (``__default__``,
+    ``--pipelines=<method>,report``)."""
+    if hasattr(block, "model_dump"):
+        return block.model_dump(mode="json", exclude_unset=True)
+    return block
+
+
 def build_paper_tables(
     all_runs: dict[str, Any],
     paper_results: dict[str, Any],
@@ -184,7 +204,9 @@ def build_paper_tables(
     )
 
     seeds = grid_lists(grid, GRID)["seeds"]
-    blocks = {m: parameters.get(m) for m in method_configs() if m in parameters}
+    blocks = {
+        m: _as_written(parameters[m]) for m in method_configs() if m in parameters
+    }
     rows = paper_table_rows(
         paper_results,
         _runs_frame(all_runs),

@@ -20,18 +20,25 @@ SHARED_PARAMS = ("data", "datasets", "paths", "evaluation", "run")
 
 
 def create_pipeline(config_cls=MethodConfig, **kwargs) -> Pipeline:
-    """The training half of the method template (un-namespaced): train, embed
-    with the trained and the untrained network."""
+    """The training half of the method template (un-namespaced): resolve the
+    augmentation, train, embed with the trained and the untrained network."""
     p = "params:method"
     embed = typed(tr.extract_embeddings, config_cls)
     common = ["index_table", "image_cache", p, "params:data", "params:run"]
     return Pipeline(
         [
             Node(
+                typed(tr.build_augmentation, config_cls),
+                ["image_cache", p, "params:data", "params:run"],
+                "augmentation",
+                name="build_augmentation",
+            ),
+            Node(
                 typed(tr.train_method, config_cls),
                 [
                     "index_table",
                     "image_cache",
+                    "augmentation",
                     p,
                     "params:data",
                     "params:datasets",
