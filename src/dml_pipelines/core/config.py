@@ -120,10 +120,97 @@ class SamplerConfig(StrictModel):
     batches_per_epoch: int | None = Field(None, gt=0)
 
 
+SourceSize = int | Literal["dataset", "original"]
+"""A cache size: ``dataset`` (the dataset's own, ``datasets.<name>.resize_shorter``),
+a shorter side in pixels, or ``original`` (the native size)."""
+
+
+def _check_size(value: Any) -> Any:
+    if value in ("dataset", "original"):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise ValueError("must be dataset, original or a positive int (pixels)")
+
+
+def source_size(size: SourceSize, dataset_size: int | None) -> int | None:
+    """The shorter side a ``SourceSize`` stands for (``None``: the original
+    size), given the dataset's own ``dataset_size``."""
+    if size == "dataset":
+        return dataset_size
+    return None if size == "original" else int(size)
+
+
 class TransformsConfig(StrictModel):
+    """``preset`` (core/data/transforms.py), its output ``image_size`` and std.
+
+    ``source_size`` is the prepared cache the transforms crop from (what the
+    preset assumes it receives): ``dataset`` (DEFAULT: the dataset's own cache,
+    ``datasets.<name>.resize_shorter``), an int N (the cache whose shorter side
+    is N, e.g. 256 for "resize 256, crop 224") or ``original`` (the cache at the
+    native size, for presets that crop from the original image). Training and
+    embedding open exactly that cache, and fail in one line when it has not been
+    built (``kedro run --pipelines=data --params dataset=<name>,cache_size=<size>``).
+    """
+
     preset: str = "small"
     image_size: int | None = Field(None, gt=0)
     normalize_std: list[float] | None = None
+    source_size: SourceSize = "dataset"
+    #: overrides of the preset's fields (augmentation strength and the like:
+    #: ``degrees``, ``translate``, ``affine_scale``, ``flip_p``, ``scale``,
+    #: ``erasing_p``, ...; the valid names are the ``Transforms`` fields)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    _size = field_validator("source_size", mode="before")(_check_size)
+
+    @model_validator(mode="after")
+    def _check_args(self):
+        # unknown field names and bad values fail here, in one line, not in training
+        from dml_pipelines.core.data.transforms import build_transforms
+
+        try:
+            base = build_transforms(self.preset)
+            build_transforms(
+                self.preset,
+                image_size=self.image_size,
+                normalize_std=self.normalize_std,
+                **self.args,
+            )
+        except KeyError as exc:
+            raise ValueError(f"preset: {exc.args[0]}") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"args: {exc}") from None
+        for key, value in self.args.items():
+            why = _override_problem(getattr(base, key), value)
+            if why:
+                raise ValueError(f"args.{key}: {why} (got {value!r})")
+        return self
+
+
+def _override_problem(default: Any, value: Any) -> str | None:
+    """Why ``value`` cannot replace the preset field whose default is ``default``
+    (same kind: flag, number, or sequence of numbers of the same length)."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "must be true or false"
+    if number(default):
+        return None if number(value) else "must be a number"
+    if isinstance(default, tuple | list):
+        ok = (
+            isinstance(value, tuple | list)
+            and len(value) == len(default)
+            and all(number(v) for v in value)
+        )
+        return None if ok else f"must be a list of {len(default)} numbers"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "must be a string"
+    return None  # fields without a default value (None): the preset decides
 
 
 class EarlyStoppingConfig(StrictModel):
@@ -325,12 +412,22 @@ class DatasetTable(OneLineErrors, RootModel[dict[str, DatasetEntry]]):
 
 
 class DataParams(StrictModel):
-    """The run's dataset (``--params dataset=<name>``) and its cache folder."""
+    """The run's dataset (``--params dataset=<name>``), its cache folder and the
+    extra cache size the ``data`` pipeline builds.
+
+    ``cache_dir`` holds one cache per size (``cache_r256/``, ``cache_original/``);
+    the ``data`` pipeline builds the dataset's own size
+    (``datasets.<name>.resize_shorter``) and, when ``cache_size``
+    (``--params cache_size=original`` or ``=<N>``) names another one, that size
+    too; ``dataset`` (DEFAULT) adds none."""
 
     error_key: ClassVar[str] = "data"
 
     name: str
     cache_dir: str
+    cache_size: SourceSize = "dataset"
+
+    _size = field_validator("cache_size", mode="before")(_check_size)
 
     @model_validator(mode="after")
     def _known(self):
@@ -346,6 +443,14 @@ class DataSpec(DatasetEntry):
 
     name: str
     cache_dir: str
+    cache_size: SourceSize = "dataset"
+
+    @property
+    def cache_sizes(self) -> list[int | None]:
+        """The sizes the ``data`` pipeline builds: the dataset's own first, then
+        ``cache_size`` when it names another one."""
+        extra = source_size(self.cache_size, self.resize_shorter)
+        return list(dict.fromkeys([self.resize_shorter, extra]))
 
 
 def resolve_dataset(data: DataParams, table: DatasetTable) -> DataSpec:
@@ -359,7 +464,12 @@ def resolve_dataset(data: DataParams, table: DatasetTable) -> DataSpec:
             f"data root {entry.root} for dataset {data.name!r} does not exist "
             f"(set datasets.{data.name}.root in conf/local/parameters.yml)"
         )
-    return DataSpec(name=data.name, cache_dir=data.cache_dir, **entry.model_dump())
+    return DataSpec(
+        name=data.name,
+        cache_dir=data.cache_dir,
+        cache_size=data.cache_size,
+        **entry.model_dump(),
+    )
 
 
 class EvaluationParams(StrictModel):
@@ -436,7 +546,11 @@ def parse_method_config(raw: dict[str, Any]) -> MethodConfig:
 def protocol_card(cfg: MethodConfig, cache_manifest: dict[str, Any]) -> dict[str, Any]:
     """The facts logged with every run (specs/README.md glossary): backbone, BN
     frozen or not, pooling, image preparation and augmentation, embedding dim,
-    batch composition, selection split, budget."""
+    batch composition, selection split, budget.
+
+    ``cache_manifest`` describes the cache the run trained on: its
+    ``resize_shorter`` is the card's ``cache_resize_shorter`` (``original`` for
+    the native size); ``source_size`` is what the config asked for."""
     s, t = cfg.sampler, cfg.training
     rf = s.random_factorisation
     batch = (
@@ -450,7 +564,12 @@ def protocol_card(cfg: MethodConfig, cache_manifest: dict[str, Any]) -> dict[str
         "freeze_bn": cfg.backbone.freeze_bn,
         "pooling": cfg.pooling.name,
         "embedding_dim": cfg.embedding_dim,
-        "cache_resize_shorter": cache_manifest.get("resize_shorter"),
+        "cache_resize_shorter": (
+            cache_manifest.get("resize_shorter") or "original"
+            if "resize_shorter" in cache_manifest
+            else None
+        ),
+        "source_size": cfg.transforms.source_size,
         "use_bbox": cache_manifest.get("use_bbox", False),
         "transforms": cfg.transforms.preset,
         "batch": batch,

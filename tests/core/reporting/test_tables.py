@@ -46,12 +46,16 @@ def test_combined_table_has_every_method_with_seed_statistics():
     assert r1["ci95_low"].iloc[0] == pytest.approx(60 - 4.302652729911275 * 10 / 3**0.5)
     missing = table[(table.method == "intra_batch") & (table.dataset == "glyphs")]
     assert (
-        missing["command"].iloc[0].startswith("dvc repro --glob 'run@intra_batch-glyphs-*'")
+        missing["command"]
+        .iloc[0]
+        .startswith("dvc repro --glob 'run@intra_batch-glyphs-*'")
     )
     assert set(table.dataset) == {"glyphs", "digits"}
     md = combined_markdown(table)
     assert "| contrastive_c1 | 3 | small_cnn | 64 | 20 | last | 60.00 ± 10.00 [" in md
-    assert "| intra_batch | 0 | — |" in md and "`dvc repro --glob 'run@intra_batch-" in md
+    assert (
+        "| intra_batch | 0 | — |" in md and "`dvc repro --glob 'run@intra_batch-" in md
+    )
     summary = summary_metrics(table)
     assert summary["glyphs"]["contrastive_c1"]["recall@1"]["n"] == 3
 

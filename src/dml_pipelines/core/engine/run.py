@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,9 @@ from dml_pipelines.core.config import MethodConfig
 from dml_pipelines.core.data.cache import ImageCache
 from dml_pipelines.core.data.loader import make_loader
 from dml_pipelines.core.data.samplers import PKSampler
-from dml_pipelines.core.data.transforms import build_transforms
+from dml_pipelines.core.data.transforms import Transforms, build_transforms
+from dml_pipelines.core.engine.distributed import current
+from dml_pipelines.core.engine.progress import Progress
 from dml_pipelines.core.engine.trainer import Trainer, resolve_device
 from dml_pipelines.core.evaluation import EmbeddingSet
 from dml_pipelines.core.evaluation.report import evaluate_set
@@ -27,8 +31,69 @@ EVAL_SPLITS = ("test", "query", "gallery")
 def _transforms(cfg: MethodConfig):
     t = cfg.transforms
     return build_transforms(
-        t.preset, image_size=t.image_size, normalize_std=t.normalize_std
+        t.preset, image_size=t.image_size, normalize_std=t.normalize_std, **t.args
     )
+
+
+def augmentation(
+    cfg: MethodConfig, cache_manifest: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The run's training augmentation as JSON (the ``augmentation`` dataset).
+
+    Args:
+        cfg: the run's resolved config (recipe and run axes applied).
+        cache_manifest: the prepared cache's manifest (crops are taken from its
+            already-resized images).
+
+    Returns:
+        ``preset``, ``seed`` (the augmentation stream's), ``cache_resize_shorter``
+        and ``transforms``: every field of the resolved ``Transforms`` (train
+        geometry, crop scale/ratio, flip, affine, erasing, test resize,
+        normalisation), which ``augmentation_transforms`` turns back into the
+        preset training uses.
+    """
+    return {
+        "preset": cfg.transforms.preset,
+        "seed": cfg.training.seed,
+        "cache_resize_shorter": (cache_manifest or {}).get("resize_shorter"),
+        "transforms": _transforms(cfg).describe(),
+    }
+
+
+def _differences(expected: Any, got: Any, key: str = "") -> list[str]:
+    if isinstance(expected, dict) and isinstance(got, dict):
+        out = []
+        for k in sorted(set(expected) | set(got), key=str):
+            sub = f"{key}.{k}" if key else str(k)
+            out += _differences(expected.get(k), got.get(k), sub)
+        return out
+    return [] if expected == got else [f"{key}: {got!r} (this run: {expected!r})"]
+
+
+def augmentation_transforms(
+    description: Mapping[str, Any],
+    cfg: MethodConfig,
+    cache_manifest: Mapping[str, Any] | None = None,
+) -> Transforms:
+    """The training ``Transforms`` rebuilt from an ``augmentation`` description,
+    once it is checked to be this run's (same preset resolution, seed and cache):
+    a stale or hand-edited file is never trained with.
+
+    Raises:
+        ValueError: the description differs (one line naming the first keys).
+    """
+    expected = json.loads(json.dumps(augmentation(cfg, cache_manifest)))
+    got = json.loads(json.dumps(description))
+    diff = _differences(expected, got)
+    if diff:
+        shown = "; ".join(diff[:3]) + (
+            f"; +{len(diff) - 3} more" if len(diff) > 3 else ""
+        )
+        raise ValueError(
+            f"augmentation: the description is not this run's ({shown}); "
+            "re-run the build_augmentation node"
+        )
+    return Transforms.from_description(got["transforms"])
 
 
 def loader_workers(training: Any) -> int:
@@ -62,17 +127,59 @@ def training_rows(table: pd.DataFrame, training: Any) -> tuple[np.ndarray, np.nd
     return table.index[train].to_numpy(), np.empty(0, dtype=np.int64)
 
 
+def check_source_size(cache: ImageCache, cfg: MethodConfig) -> None:
+    """Refuse a cache whose size is not the one ``transforms.source_size`` names
+    (an int N: shorter side N; ``original``: native size). ``dataset`` accepts
+    the dataset's own cache, which the caller chose.
+
+    Raises:
+        ValueError: one line naming the key, the size wanted and the cache's.
+    """
+    from dml_pipelines.core.config import source_size
+    from dml_pipelines.core.data.cache import describe_size
+
+    wanted = cfg.transforms.source_size
+    if wanted == "dataset":
+        return
+    size = source_size(wanted, None)
+    have = cache.meta.get("resize_shorter")
+    if have != size:
+        raise ValueError(
+            f"{cfg.method}.transforms.source_size: {wanted} wants the image cache "
+            f"at {describe_size(size)}, but {cache.directory} holds images at "
+            f"{describe_size(have)}; pass the cache of that size "
+            "(dml_pipelines.core.data.cache.open_sized_cache)"
+        )
+
+
+def cache_record(cache: ImageCache) -> dict[str, Any]:
+    """The cache a run used, as kept in ``model_state["cache"]`` and shown in
+    the protocol card: directory, size (``resize_shorter``), box use, count."""
+    m = cache.meta
+    return {
+        "directory": str(cache.directory),
+        "resize_shorter": m.get("resize_shorter"),
+        "use_bbox": m.get("use_bbox"),
+        "count": len(cache),
+        "source_hash": m.get("source_hash"),
+    }
+
+
 def data_fingerprint(table: pd.DataFrame, rows: np.ndarray, cache: ImageCache) -> str:
     """Fingerprint of the training data: the index rows (path, label, box) and
-    the cache's settings, offsets and a strided sample of its pixels (≤ 4 MiB
-    hashed, so a dataset swapped under the same file names is noticed)."""
+    the cache's settings (its size ``resize_shorter`` included), offsets and a
+    strided sample of its pixels (≤ 4 MiB hashed, so a dataset swapped under the
+    same file names is noticed). The cache's ``source_hash`` (file modification
+    times) is left out: a restored copy of the same data keeps its fingerprint."""
     import hashlib
     import json
 
     h = hashlib.sha256()
     cols = [c for c in ("path", "label", "x1", "y1", "x2", "y2") if c in table]
     h.update(pd.util.hash_pandas_object(table.loc[rows, cols], index=True).values)
-    meta = {k: v for k, v in cache.meta.items() if k not in ("directory",)}
+    meta = {
+        k: v for k, v in cache.meta.items() if k not in ("directory", "source_hash")
+    }
     h.update(json.dumps(meta, sort_keys=True, default=str).encode())
     positions = cache.positions_of(rows)
     h.update(np.ascontiguousarray(positions).tobytes())
@@ -144,8 +251,13 @@ def embed_rows(
     rows: np.ndarray,
     cfg: MethodConfig,
     device: torch.device | None = None,
+    *,
+    desc: str = "embed",
+    leave: bool = True,
 ) -> np.ndarray:
-    """Evaluation embeddings (len(rows), D) float32 of index-table ``rows``."""
+    """Evaluation embeddings (len(rows), D) float32 of index-table ``rows``
+    (a progress bar ``desc`` in images on a terminal, rank 0 only: see
+    ``core/engine/progress.py``; ``leave=False`` removes it when done)."""
     device = device or resolve_device(cfg.training.device)
     transforms = _transforms(cfg)
     positions = cache.positions_of(rows)
@@ -160,10 +272,13 @@ def embed_rows(
     )
     method.to(device).eval()
     out = []
-    with torch.no_grad():
+    bar = Progress(len(positions), desc, "img", main=current().is_main, leave=leave)
+    with torch.no_grad(), bar:
         for images, _ in loader:
+            n = len(images)
             images = transforms.normalize(images.to(device), False)
             out.append(method.embed(images).float().cpu())
+            bar.update(n)
     if not out:
         return np.zeros((0, method.embedder.embedding_dim), dtype=np.float32)
     return torch.cat(out).numpy().astype(np.float32)
@@ -176,13 +291,15 @@ def rows_embedding_set(
     rows: np.ndarray,
     cfg: MethodConfig,
     fold: int | None = None,
+    **bar: Any,
 ) -> EmbeddingSet:
     """The embeddings artifact of index-table ``rows`` (query/gallery flags when
-    the rows hold query or gallery images; ``fold``: the MLRC fold model)."""
+    the rows hold query or gallery images; ``fold``: the MLRC fold model;
+    ``bar``: ``desc``/``leave`` of the progress bar, see ``embed_rows``)."""
     split = table.loc[rows, "split"].to_numpy()
     qg = bool(np.isin(split, ["query", "gallery"]).any())
     return EmbeddingSet(
-        embeddings=embed_rows(method, cache, rows, cfg),
+        embeddings=embed_rows(method, cache, rows, cfg, **bar),
         labels=table.loc[rows, "label"].to_numpy(np.int64),
         index=np.asarray(rows, dtype=np.int64),
         normalization=method.normalization,
@@ -198,11 +315,15 @@ def embedding_set(
     cache: ImageCache,
     cfg: MethodConfig,
     fold: int | None = None,
+    **bar: Any,
 ) -> EmbeddingSet:
-    """The embeddings artifact of the evaluation splits (test, or query+gallery)."""
+    """The embeddings artifact of the evaluation splits (test, or query+gallery);
+    ``bar``: ``desc``/``leave`` of the progress bar (``embed_rows``). The cache
+    must be of the size ``transforms.source_size`` asks for (``check_source_size``)."""
+    check_source_size(cache, cfg)
     rows = table.index[table["split"].isin(EVAL_SPLITS)].to_numpy()
     rows = rows[np.isin(rows, cache.row_ids)]
-    return rows_embedding_set(method, table, cache, rows, cfg, fold=fold)
+    return rows_embedding_set(method, table, cache, rows, cfg, fold=fold, **bar)
 
 
 def _validator(table, cache, rows, cfg, recall_at):
@@ -210,7 +331,9 @@ def _validator(table, cache, rows, cfg, recall_at):
         return None
 
     def validate(method: torch.nn.Module) -> dict[str, float]:
-        es = rows_embedding_set(method, table, cache, rows, cfg)
+        es = rows_embedding_set(
+            method, table, cache, rows, cfg, desc="validate", leave=False
+        )
         metrics = evaluate_set(es, recall_at=tuple(recall_at), clustering=False)
         return {k: metrics[k] for k in ("recall@1", "r_precision", "map@r")}
 
@@ -225,20 +348,37 @@ def train_model(
     checkpoint_dir: str | Path | None,
     recall_at: tuple[int, ...] = (1, 2, 4, 8),
     callbacks: list[Any] | None = None,
+    transforms: Transforms | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train ``cfg.method`` on the training rows of ``table``; with
     ``training.devices: N > 1`` in N processes on shards of each global batch
     (``core/engine/distributed.py``), rank 0 writing the results.
 
+    ``transforms``: the training preset to use (the Kedro node passes the one
+    rebuilt from the run's ``augmentation`` dataset); it must be the one
+    ``cfg.transforms`` resolves to (the resume key holds the config), which is
+    the default.
+
     Returns:
         ``model_state`` (``config``, ``classes`` = original training labels in
         re-indexed order, ``model`` = the method's inference weights
-        (``export_state_dict``), ``epoch``, ``selected_epoch``, ``fingerprint``)
-        and the per-epoch history.
+        (``export_state_dict``), ``epoch``, ``selected_epoch``, ``fingerprint``,
+        ``cache`` = the cache trained on, ``cache_record``) and the per-epoch
+        history.
+
+    Raises:
+        ValueError: ``cache`` is not of the size ``transforms.source_size`` asks
+            for (``check_source_size``), or ``transforms`` is not the config's.
     """
+    check_source_size(cache, cfg)
+    if transforms is not None and transforms != _transforms(cfg):
+        raise ValueError(
+            "train_model: transforms differ from the preset cfg.transforms "
+            f"resolves to ({transforms.preset!r} with other fields)"
+        )
     world = cfg.training.devices
     if world == 1:
-        return _fit(table, cache, cfg, checkpoint_dir, recall_at, callbacks)
+        return _fit(table, cache, cfg, checkpoint_dir, recall_at, callbacks, transforms)
     if callbacks:
         raise ValueError("train_model: extra callbacks need training.devices: 1")
     import tempfile
@@ -248,18 +388,27 @@ def train_model(
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.pt"
-        args = (table, cache, cfg, checkpoint_dir, recall_at, out)
+        args = (table, cache, cfg, checkpoint_dir, recall_at, transforms, out)
         spawn(_fit_rank, world, args)
         result = load_checkpoint(out)
     return result["state"], pd.DataFrame(result["history"])
 
 
-def _fit_rank(rank, world, table, cache, cfg, checkpoint_dir, recall_at, out) -> None:
+def _fit_rank(
+    rank, world, table, cache, cfg, checkpoint_dir, recall_at, transforms, out
+) -> None:
     """One rank of a multi-process run; rank 0 saves the result to ``out``."""
     from dml_pipelines.core.engine.trainer import save_atomic
 
     state, history = _fit(
-        table, cache, cfg, checkpoint_dir, recall_at, None, shard=(rank, world)
+        table,
+        cache,
+        cfg,
+        checkpoint_dir,
+        recall_at,
+        None,
+        transforms,
+        shard=(rank, world),
     )
     if rank == 0:
         save_atomic({"state": state, "history": history.to_dict("records")}, out)
@@ -272,6 +421,7 @@ def _fit(
     checkpoint_dir: str | Path | None,
     recall_at: tuple[int, ...],
     callbacks: list[Any] | None,
+    transforms: Transforms | None = None,
     shard: tuple[int, int] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     train_rows, val_rows = training_rows(table, cfg.training)
@@ -302,7 +452,7 @@ def _fit(
         order=s.order,
         batches_per_epoch=s.batches_per_epoch,
     )
-    transforms = _transforms(cfg)
+    transforms = transforms if transforms is not None else _transforms(cfg)
     loader = make_loader(
         cache,
         cache.positions_of(train_rows),
@@ -340,6 +490,7 @@ def _fit(
         "selected_epoch": trainer.best_epoch,
         "fingerprint": trainer.fingerprint,
         "data_fingerprint": fingerprint,
+        "cache": cache_record(cache),
     }
     return state, history
 

@@ -314,8 +314,9 @@ def combined_table(
                     {
                         **base,
                         "n_seeds": 0,
-                        "command": f"dvc repro --glob 'run@{method}-{dataset}-*' (or: for"
-                        f" S in {loop}; do kedro run --pipelines={method} --params "
+                        "command": f"dvc repro --glob 'run@{method}-{dataset}-*'"
+                        f" (or: for S in {loop}; do kedro run --pipelines={method} "
+                        "--params "
                         f"dataset={dataset},run.seed=$S; done)",
                     }
                 )

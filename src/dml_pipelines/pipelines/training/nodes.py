@@ -20,9 +20,91 @@ from dml_pipelines.core.config import (
 from dml_pipelines.pipelines.typing import resolve
 
 
+def run_cache_size(image_cache: dict[str, Any], cfg: MethodConfig) -> int | None:
+    """The cache size this run trains and embeds on: ``transforms.source_size``,
+    where ``dataset`` is the size the dataset's cache was built with (the
+    manifest's ``resize_shorter``); ``None``: the original size."""
+    from dml_pipelines.core.config import source_size
+
+    return source_size(cfg.transforms.source_size, image_cache.get("resize_shorter"))
+
+
+def open_run_cache(
+    image_cache: dict[str, Any],
+    cfg: MethodConfig,
+    data: DataParams,
+    datasets: DatasetTable | None = None,
+) -> Any:
+    """Open the cache of the size the run's config asks for (``run_cache_size``)
+    in ``data.cache_dir``; never one of another size.
+
+    Raises:
+        FileNotFoundError: that cache was not built; one line naming the config
+            key, the size wanted, the sizes available and the command that
+            builds it.
+        ValueError: it was built from other source files than the dataset's
+            latest ``data`` run, or ``datasets.<name>.resize_shorter`` changed
+            since that run (with ``datasets``).
+    """
+    from dml_pipelines.core.data.cache import open_sized_cache, size_label
+
+    default = image_cache.get("resize_shorter")
+    command = f"kedro run --pipelines=data --params dataset={data.name}"
+    if datasets is not None:
+        configured = datasets.entry(data.name).resize_shorter
+        if configured != default:
+            raise ValueError(
+                f"datasets.{data.name}.resize_shorter: {size_label(configured)}, "
+                f"but the dataset's cache was built at {size_label(default)} "
+                f"(image_cache.json); rebuild it: {command}"
+            )
+    wanted = run_cache_size(image_cache, cfg)
+    setting = cfg.transforms.source_size
+    key = f"{cfg.method}.transforms.source_size: {setting}"
+    if cfg.recipe not in ("auto", "default"):
+        key += f" (recipe {cfg.recipe})"
+    if wanted != default:
+        command += f",cache_size={size_label(wanted)}"
+    return open_sized_cache(
+        data.cache_dir,
+        wanted,
+        source_hash=image_cache.get("source_hash"),
+        wanted_by=key,
+        fix=f"build it: {command}",
+    )
+
+
+def build_augmentation(
+    image_cache: dict[str, Any],
+    params: MethodConfig,
+    data: DataParams,
+    run: RunParams,
+) -> dict[str, Any]:
+    """The run's training augmentation, resolved as training resolves it (the
+    dataset's recipe and the run axes applied to the method block).
+
+    Args:
+        image_cache: the cache manifest (the size ``transforms.source_size:
+            dataset`` stands for; crops come from the run's cache, see
+            ``run_cache_size``).
+        params: the method block (validated config).
+        data: the run's dataset (selects the method's recipe).
+        run: the run axes (seed, fold).
+
+    Returns:
+        The ``augmentation`` dataset (``core.engine.run.augmentation``): preset,
+        seed, the cache's resize and every field of the resolved transforms.
+    """
+    from dml_pipelines.core.engine.run import augmentation
+
+    cfg = resolve(params, data, run)
+    return augmentation(cfg, {"resize_shorter": run_cache_size(image_cache, cfg)})
+
+
 def train_method(
     index_table: pd.DataFrame,
     image_cache: dict[str, Any],
+    augmentation: dict[str, Any],
     params: MethodConfig,
     data: DataParams,
     datasets: DatasetTable,
@@ -33,7 +115,11 @@ def train_method(
 
     Args:
         index_table: the dataset's index table.
-        image_cache: the cache manifest of the ``data`` pipeline.
+        image_cache: the cache manifest of the ``data`` pipeline; training opens
+            the cache of the size the config asks for (``open_run_cache``).
+        augmentation: output of ``build_augmentation``; training builds its
+            transforms from it, after checking it is this run's (a stale or
+            edited file fails with one line).
         params: the method block (validated config).
         data: the run's dataset.
         datasets: every dataset's block (the K list for validation).
@@ -45,16 +131,18 @@ def train_method(
         The model state (inference weights + resolved config) and the per-epoch
         history.
     """
-    from dml_pipelines.core.data.cache import ImageCache
-    from dml_pipelines.core.engine.run import train_model
+    from dml_pipelines.core.engine.run import augmentation_transforms, train_model
 
+    cfg = resolve(params, data, run)
+    cache = open_run_cache(image_cache, cfg, data, datasets)
     ckpt = Path(paths.models) / data.name / params.method / run.directory
     state, history = train_model(
         index_table,
-        ImageCache.open(image_cache["directory"]),
-        resolve(params, data, run),
+        cache,
+        cfg,
         checkpoint_dir=ckpt / "checkpoints",
         recall_at=tuple(datasets.entry(data.name).recall_at),
+        transforms=augmentation_transforms(augmentation, cfg, cache.meta),
     )
     return {**state, "git_commit": git_commit()}, history
 
@@ -88,7 +176,8 @@ def extract_embeddings(
 
     Args:
         index_table: the dataset's index table.
-        image_cache: the cache manifest.
+        image_cache: the cache manifest (the cache of the run's size is
+            opened, as in ``train_method``).
         params: the method block.
         data: the run's dataset (selects the method's recipe).
         run: the run axes (seed, fold).
@@ -97,7 +186,6 @@ def extract_embeddings(
     Returns:
         The embeddings artifact (``EmbeddingSet``).
     """
-    from dml_pipelines.core.data.cache import ImageCache
     from dml_pipelines.core.engine.run import (
         embedding_set,
         method_from_state,
@@ -111,5 +199,6 @@ def extract_embeddings(
         else num_train_classes(index_table, cfg)
     )
     method = method_from_state(model_state, cfg, classes)
-    cache = ImageCache.open(image_cache["directory"])
-    return embedding_set(method, index_table, cache, cfg, fold=run.fold)
+    cache = open_run_cache(image_cache, cfg, data)
+    desc = "embed" if model_state is not None else "embed (untrained)"
+    return embedding_set(method, index_table, cache, cfg, fold=run.fold, desc=desc)
