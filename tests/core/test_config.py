@@ -100,3 +100,47 @@ def test_dataset_resolution_names_key_and_path(tmp_path):
         DataParams.model_validate({"name": "cub", "cache_dir": "c"})
     with pytest.raises(ValueError, match=r"datasets.csv.resize_shorter"):
         DatasetTable.model_validate({"csv": {"root": "x", "resize_shorter": 0}})
+
+
+def test_transforms_args_override_the_preset_and_reach_the_training_augmentation():
+    """Augmentation strength as parameters (`transforms.args`): the resolved
+    training transforms and the run's augmentation description carry them."""
+    from dml_pipelines.core.engine.run import augmentation, augmentation_transforms
+
+    raw = {
+        "method": "contrastive_c1",
+        "loss": {"name": "contrastive_c1"},
+        "transforms": {
+            "preset": "small",
+            "args": {"degrees": 15.0, "translate": 0.15, "affine_scale": [0.8, 1.2]},
+        },
+    }
+    cfg = parse_method_config(raw)
+    desc = augmentation(cfg, {})
+    t = augmentation_transforms(desc, cfg, {})
+    assert (t.degrees, t.translate, tuple(t.affine_scale)) == (15.0, 0.15, (0.8, 1.2))
+    assert desc["transforms"]["degrees"] == 15.0
+    default = augmentation(parse_method_config({**raw, "transforms": {}}), {})
+    assert default["transforms"]["degrees"] == 10.0  # the `small` preset's
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"degres": 5}, "unknown option(s) ['degres']"),
+        ({"degrees": "x"}, "transforms: args.degrees: must be a number (got 'x')"),
+        ({"affine_scale": [1.0]}, "args.affine_scale: must be a list of 2 numbers"),
+        ({"flip_p": True}, "args.flip_p: must be a number"),
+    ],
+)
+def test_bad_transforms_args_are_one_line_errors_naming_the_key(args, message):
+    raw = {
+        "method": "contrastive_c1",
+        "loss": {"name": "contrastive_c1"},
+        "transforms": {"preset": "small", "args": args},
+    }
+    with pytest.raises(ValueError) as err:
+        parse_method_config(raw)
+    text = str(err.value)
+    assert message in text and "\n" not in text
+    assert text.startswith("contrastive_c1.transforms")
