@@ -240,6 +240,9 @@ class TrainingConfig(StrictModel):
     ``num_workers``: loader processes; ``auto`` = none on a CPU device (the
     workers would compete with the compute threads), otherwise
     min(8, CPU cores // devices − 1);
+    ``num_threads``: compute threads of the training process (``None``: its
+    share of the cores minus one per loader process; faiss gets the same count,
+    ``core/engine/threads.py``);
     ``devices: N`` trains in N processes (one per GPU, or gloo on CPU) on shards
     of the same global batch, with BatchNorm over the global batch (``sync_bn``)."""
 
