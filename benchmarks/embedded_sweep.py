@@ -113,7 +113,10 @@ def project_run(variant: str, seed: int, epochs: int, table, cache) -> dict:
             }
         },
     )
-    cfg = parse_method_config(merge(raw, over)).for_dataset("glyphs")
+    merged = merge(raw, over)
+    if "loss" in over:  # another loss: its own arguments only
+        merged["loss"] = copy.deepcopy(over["loss"])
+    cfg = parse_method_config(merged).for_dataset("glyphs")
     cfg = RunParams(seed=seed).apply(cfg)
     start = time.perf_counter()
     _, history = train_model(table, cache, cfg, checkpoint_dir=None)
