@@ -13,6 +13,7 @@ import logging
 
 import click
 from kedro.framework.cli.project import run as kedro_run
+from kedro.io.core import DatasetError
 from kedro.validation.exceptions import ParameterValidationError
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,24 @@ def unknown_message(unknown: list[str], valid: list[str]) -> str:
     return f"unknown pipeline {', '.join(parts)}; valid: {', '.join(valid)}"
 
 
+def missing_input(exc: BaseException) -> str | None:
+    """One line for a catalog input whose file does not exist yet (a pipeline
+    run before the one that writes its input), or ``None`` for other errors."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, FileNotFoundError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    name = str(exc).split(":", 1)[0].strip()
+    path = getattr(cause, "filename", None) or "its file"
+    return (
+        f"{name}: {path} does not exist yet; produce it first: `dvc repro` (the "
+        "whole grid), or the pipeline that writes it (`kedro run --pipelines=data "
+        "--params dataset=<name>` for a dataset's cache and index, `kedro run "
+        "--pipelines=<method> --params dataset=<name>` for a run's files)"
+    )
+
+
 def _run(*args, **kwargs):
     if kwargs.get("pipeline") and not kwargs.get("pipelines"):
         kwargs["pipelines"] = [
@@ -73,6 +92,12 @@ def _run(*args, **kwargs):
         kwargs["pipeline"] = None
     try:
         return kedro_run.callback(*args, **kwargs)
+    except DatasetError as exc:
+        missing = missing_input(exc)
+        if missing is None:
+            raise
+        log.debug("full traceback", exc_info=True)
+        raise click.ClickException(missing) from None
     except USER_ERRORS as exc:
         log.debug("full traceback", exc_info=True)
         unknown, valid = (

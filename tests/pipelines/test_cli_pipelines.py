@@ -55,3 +55,14 @@ def test_singular_pipeline_option_runs_without_a_deprecation_warning(project):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "deprecated" not in proc.stdout + proc.stderr
     assert (project / "data/02_intermediate/digits/index_table.parquet").exists()
+
+
+def test_a_pipeline_run_before_its_inputs_exist_is_one_line(project):
+    """The report on a fresh clone (no cache, no runs yet): one line naming the
+    missing input and how to produce it, no traceback from inside Kedro."""
+    proc = _kedro(project, "--pipelines=report")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error: image_cache: ") and "does not exist yet" in line
+    assert "data/03_primary/glyphs/image_cache.json" in line and "dvc repro" in line
