@@ -44,8 +44,12 @@ from PIL import Image
 from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.data.cache import build_cache
 from dml_pipelines.core.data.loader import make_loader
-from dml_pipelines.core.data.samplers import PKSampler
-from dml_pipelines.core.engine.run import _transforms, build_for_training, train_model
+from dml_pipelines.core.engine.run import (
+    _transforms,
+    build_for_training,
+    pk_sampler,
+    train_model,
+)
 from dml_pipelines.core.engine.threads import configure_threads, training_threads
 from dml_pipelines.core.engine.trainer import Trainer, resolve_device
 
@@ -105,17 +109,7 @@ def pipeline_run(table, cache, cfg) -> list[float]:
 def resident_batches(table, cache, cfg, device):
     """One epoch of the real loader's batches, moved to the device once."""
     labels = table["label"].to_numpy(np.int64)
-    s = cfg.sampler
-    rf = s.random_factorisation
-    sampler = PKSampler(
-        labels,
-        s.P,
-        s.K,
-        seed=0,
-        allow_repeated_classes=s.allow_repeated_classes,
-        random_factorisation=(rf.batch_size, rf.P_choices) if rf else None,
-        order=s.order,
-    )
+    sampler = pk_sampler(labels, cfg)
     t = _transforms(cfg)
     loader = make_loader(
         cache,

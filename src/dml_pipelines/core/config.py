@@ -371,6 +371,16 @@ class BaselineConfig(MethodConfig):
     loss: Component
 
 
+def check_head_init(cfg: MethodConfig) -> None:
+    """A method's ``head_init`` other than ``default`` needs a ``linear`` head
+    (one-line ``ValueError`` naming both keys otherwise)."""
+    init = getattr(cfg, "head_init", "default")
+    if init != "default" and cfg.head.name != "linear":
+        raise ValueError(
+            f"head_init: {init!r} needs head.name 'linear' (got {cfg.head.name!r})"
+        )
+
+
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Recursive dict merge; ``override`` wins; neither input is modified."""
     out = dict(base)

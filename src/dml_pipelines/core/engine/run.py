@@ -414,6 +414,23 @@ def _fit_rank(
         save_atomic({"state": state, "history": history.to_dict("records")}, out)
 
 
+def pk_sampler(labels: np.ndarray, cfg: MethodConfig) -> PKSampler:
+    """The P×K batch sampler of ``cfg.sampler`` over re-indexed ``labels``,
+    seeded by ``training.seed``."""
+    s = cfg.sampler
+    rf = s.random_factorisation
+    return PKSampler(
+        labels,
+        s.P,
+        s.K,
+        seed=cfg.training.seed,
+        allow_repeated_classes=s.allow_repeated_classes,
+        random_factorisation=(rf.batch_size, rf.P_choices) if rf else None,
+        order=s.order,
+        batches_per_epoch=s.batches_per_epoch,
+    )
+
+
 def _fit(
     table: pd.DataFrame,
     cache: ImageCache,
@@ -440,18 +457,7 @@ def _fit(
         # the embedder sees each rank's shard; layers after the method's gather
         # already see the global batch
         convert_batchnorm(method.embedder, resolve_device(cfg.training.device))
-    s = cfg.sampler
-    rf = s.random_factorisation
-    sampler = PKSampler(
-        labels,
-        s.P,
-        s.K,
-        seed=cfg.training.seed,
-        allow_repeated_classes=s.allow_repeated_classes,
-        random_factorisation=(rf.batch_size, rf.P_choices) if rf else None,
-        order=s.order,
-        batches_per_epoch=s.batches_per_epoch,
-    )
+    sampler = pk_sampler(labels, cfg)
     transforms = transforms if transforms is not None else _transforms(cfg)
     loader = make_loader(
         cache,

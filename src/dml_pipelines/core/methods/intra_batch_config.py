@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from dml_pipelines.core.config import MethodConfig, StrictModel
+from dml_pipelines.core.config import MethodConfig, StrictModel, check_head_init
 from dml_pipelines.core.methods.configs import register_config
 from dml_pipelines.core.methods.gsp_config import ZsrConfig, check_pooling_args
 
@@ -134,11 +134,7 @@ class IntraBatchConfig(MethodConfig):
                 f"zsr.enabled: the ZSR loss needs pooling.name: gsp "
                 f"(got {self.pooling.name!r}); set zsr.enabled: false"
             )
-        if self.head_init != "default" and self.head.name != "linear":
-            raise ValueError(
-                f"head_init: {self.head_init!r} needs head.name 'linear' "
-                f"(got {self.head.name!r})"
-            )
+        check_head_init(self)
         if self.lr_drops and self.training.scheduler is not None:
             raise ValueError(
                 "lr_drops: set lr_drops: [] to use training.scheduler (both set lr)"

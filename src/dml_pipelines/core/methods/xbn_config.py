@@ -16,7 +16,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from dml_pipelines.core.config import Component, MethodConfig, StrictModel
+from dml_pipelines.core.config import (
+    Component,
+    MethodConfig,
+    StrictModel,
+    check_head_init,
+)
 from dml_pipelines.core.methods.configs import register_config
 
 #: losses under the pair-loss contract (they accept memory references)
@@ -90,11 +95,7 @@ class XbnConfig(MethodConfig):
                 f"loss.name: {self.loss.name!r} takes no memory references; "
                 f"valid: {', '.join(PAIR_LOSSES)}"
             )
-        if self.head_init != "default" and self.head.name != "linear":
-            raise ValueError(
-                f"head_init: {self.head_init!r} needs head.name 'linear' "
-                f"(got {self.head.name!r})"
-            )
+        check_head_init(self)
         x = self.xbn
         if x.enabled and not self.xbm.enabled:
             raise ValueError("xbn.enabled: XBN acts on the memory; set xbm.enabled")
