@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +94,9 @@ def fill(obj, epochs: int):
     return epochs if obj == "EPOCHS" else obj
 
 
-def project_run(variant: str, seed: int, epochs: int, table, cache) -> dict:
+def project_run(
+    variant: str, seed: int, epochs: int, table, cache, threads: int | None = None
+) -> dict:
     from dml_pipelines.core.config import RunParams, parse_method_config
     from dml_pipelines.core.engine.run import train_model
 
@@ -108,6 +111,7 @@ def project_run(variant: str, seed: int, epochs: int, table, cache) -> dict:
                 "epochs": epochs,
                 "checkpoint_selection": "validation",
                 "validation_fold": VAL_BLOCK,
+                "num_threads": threads,
                 # score the LAST epoch (same budget as the script), not the best
                 "early_stopping": None,
             }
@@ -140,6 +144,12 @@ def main() -> None:
     ap.add_argument(
         "--variants", nargs="+", default=[*VARIANTS, *PLAIN], help="which to run"
     )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="compute threads of both sides (default: the project's rule)",
+    )
     args = ap.parse_args()
     unknown = set(args.variants) - set(VARIANTS) - set(PLAIN)
     if unknown:
@@ -159,10 +169,14 @@ def main() -> None:
     for variant in args.variants:
         for seed in args.seeds:
             if variant in PLAIN:
+                if args.threads:
+                    torch.set_num_threads(args.threads)
                 res = plain_run(PLAIN[variant], seed, args.epochs)
                 side = "plain script"
             else:
-                res = project_run(variant, seed, args.epochs, table, cache)
+                res = project_run(
+                    variant, seed, args.epochs, table, cache, args.threads
+                )
                 side = "project"
             rows.append({"side": side, "variant": variant, "seed": seed, **res})
             print(rows[-1], flush=True)
