@@ -15,7 +15,8 @@ Project variants (overrides of the `contrastive_c1` block in
 * `cosine`      + cosine learning-rate decay to 0 over the epochs;
 * `l2_margins`  PML's ContrastiveLoss margins on L2 distance (pos 0, neg 1;
                 the `contrastive_c2` loss with PML's defaults);
-* `aug_weak`    affine ±5°, ±5 %, 0.95–1.05;  `aug_strong` ±15°, ±15 %, 0.85–1.15.
+* `aug_weak`    affine ±5°, ±5 %, 0.95–1.05;  `aug_strong` ±15°, ±15 %, 0.85–1.15;
+* `cosine_aug_strong` both.
 
 Plain-script variants: `plain` (as `plain_reference.py`: constant lr) and
 `plain_cosine`.
@@ -86,6 +87,9 @@ def merge(base: dict, over: dict) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+VARIANTS["cosine_aug_strong"] = merge(VARIANTS["cosine"], VARIANTS["aug_strong"])
 
 
 def fill(obj, epochs: int):
