@@ -12,6 +12,7 @@ Project variants (overrides of the `contrastive_c1` block in
 `conf/base/parameters_contrastive_c1.yml`, through the core API `train_model`):
 
 * `default`     the block as committed;
+* `constant`    constant learning rate (no scheduler);
 * `cosine`      + cosine learning-rate decay to 0 over the epochs;
 * `l2_margins`  PML's ContrastiveLoss margins on L2 distance (pos 0, neg 1;
                 the `contrastive_c2` loss with PML's defaults);
@@ -51,6 +52,7 @@ VAL_BLOCK = 3
 
 VARIANTS: dict[str, dict] = {
     "default": {},
+    "constant": {"training": {"scheduler": None}},
     "cosine": {
         "training": {
             "scheduler": {
