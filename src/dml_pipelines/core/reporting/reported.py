@@ -15,34 +15,14 @@ from typing import Any
 
 import pandas as pd
 
+#: what identifies a row of a paper's table (besides the paper and the table)
+_ROW_ID = ("method", "pipeline", "dataset", "backbone", "dim", "protocol", "setting")
 #: keys of a spec row that are not metrics
-ROW_KEYS = (
-    "method",
-    "pipeline",
-    "dataset",
-    "backbone",
-    "dim",
-    "protocol",
-    "setting",
-    "source",
-    "confidence",
-    "note",
-)
+ROW_KEYS = (*_ROW_ID, "source", "confidence", "note")
 PROTOCOLS = ("conventional", "mlrc_concatenated", "mlrc_separated")
 CONFIDENCES = ("confirmed", "third_party", "approximate", "unconfirmed")
 #: what identifies a reported number (a paper-table row and its metric)
-ID_KEYS = (
-    "paper",
-    "table",
-    "method",
-    "pipeline",
-    "dataset",
-    "backbone",
-    "dim",
-    "protocol",
-    "setting",
-    "metric",
-)
+ID_KEYS = ("paper", "table", *_ROW_ID, "metric")
 #: the columns of one reported record, in order
 RECORD_KEYS = (
     *ID_KEYS,
