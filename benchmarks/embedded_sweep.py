@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import plain_reference as plain  # noqa: E402
+from dml_pipelines.core.config import deep_merge  # noqa: E402
 
 VAL_BLOCK = 3
 
@@ -81,17 +82,7 @@ VARIANTS: dict[str, dict] = {
 PLAIN = {"plain": "constant", "plain_cosine": "cosine"}
 
 
-def merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-VARIANTS["cosine_aug_strong"] = merge(VARIANTS["cosine"], VARIANTS["aug_strong"])
+VARIANTS["cosine_aug_strong"] = deep_merge(VARIANTS["cosine"], VARIANTS["aug_strong"])
 
 
 def fill(obj, epochs: int):
@@ -110,7 +101,7 @@ def project_run(
         (ROOT / "conf/base/parameters_contrastive_c1.yml").read_text()
     )["contrastive_c1"]
     over = fill(VARIANTS[variant], epochs)
-    over = merge(
+    over = deep_merge(
         over,
         {
             "training": {
@@ -123,7 +114,7 @@ def project_run(
             }
         },
     )
-    merged = merge(raw, over)
+    merged = deep_merge(raw, over)
     if "loss" in over:  # another loss: its own arguments only
         merged["loss"] = copy.deepcopy(over["loss"])
     cfg = parse_method_config(merged).for_dataset("glyphs")
