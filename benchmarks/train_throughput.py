@@ -13,6 +13,10 @@ Setups:
   label-smoothed cross-entropy, with bf16 autocast and channels_last on CUDA
   (the best plain setting measured on an H200).
 
+``train_model`` runs twice: with the default settings (``augment_on: auto``: the
+crop is resized on the device on CUDA, in the loader on a CPU) and with the other
+augmentation path.
+
 Each setup runs ``--repeats`` times (fresh model, same data); the table gives
 the median and the spread (min–max) of the steady-state epoch images/s (epochs
 after the first; the first pays start-up) and how many epochs were more than 3×
@@ -80,7 +84,7 @@ def make_dataset(folder: Path, side: int, classes: int, per_class: int, ext: str
     return table, cache
 
 
-def config(name: str, epochs: int, device: str):
+def config(name: str, epochs: int, device: str, augment_on: str = "auto"):
     method, recipe, *_ = SETUPS[name]
     raw = yaml.safe_load((ROOT / f"conf/base/parameters_{method}.yml").read_text())
     block = raw[method]
@@ -88,7 +92,9 @@ def config(name: str, epochs: int, device: str):
     cfg = parse_method_config(block)
     dump = cfg.model_dump(mode="json")
     dump["backbone"]["pretrained"] = False  # nothing is downloaded
-    dump["training"].update(epochs=epochs, device=device, checkpoint_selection="last")
+    dump["training"].update(
+        epochs=epochs, device=device, checkpoint_selection="last", augment_on=augment_on
+    )
     dump["training"]["early_stopping"] = None
     dump["recipe"], dump["recipes"] = "default", {}
     if "lr_drops" in dump:  # reload-best drops need a selected checkpoint
@@ -208,10 +214,14 @@ def run_setup(name, args, device, work: Path):
     table, cache = make_dataset(folder, side, classes, per_class, ext)
     n = len(table)
     cfg = config(name, args.epochs, args.device)
+    # the augmentation path the default does not take (auto: device on CUDA)
+    other = "loader" if device.type == "cuda" else "device"
+    cfg_other = config(name, args.epochs, args.device, other)
     rows = []
-    pipe, ceil, plain = [], [], []
+    pipe, pipe_other, ceil, plain = [], [], [], []
     for rep in range(args.repeats):
         pipe += steady(pipeline_run(table, cache, cfg), n)
+        pipe_other += steady(pipeline_run(table, cache, cfg_other), n)
         secs, m = ceiling_run(table, cache, cfg, device)
         ceil += steady(secs, m)
         secs, m = plain_run(table, cache, cfg, device, args.epochs)
@@ -219,6 +229,7 @@ def run_setup(name, args, device, work: Path):
         print(f"{name} repeat {rep + 1}/{args.repeats} done", flush=True)
     for runner, values in (
         ("train_model (default settings)", pipe),
+        (f"train_model, augment_on: {other}", pipe_other),
         ("same method, device-resident batches (ceiling)", ceil),
         ("plain PyTorch step", plain),
     ):

@@ -240,6 +240,10 @@ class TrainingConfig(StrictModel):
     ``num_workers``: loader processes; ``auto`` = none on a CPU device (the
     workers would compete with the compute threads), otherwise
     min(8, CPU cores // devices − 1);
+    ``augment_on``: where the training images are resized and flipped:
+    ``loader`` (the loader processes), ``device`` (the loader only cuts the crop
+    box; the training device interpolates the batch), ``auto`` = ``device`` on
+    CUDA, ``loader`` on a CPU (same parameters for the same seed either way);
     ``num_threads``: compute threads of the training process (``None``: its
     share of the cores minus one per loader process; faiss gets the same count,
     ``core/engine/threads.py``);
@@ -253,6 +257,7 @@ class TrainingConfig(StrictModel):
     channels_last: bool | Literal["auto"] = "auto"
     seed: int = 0
     num_workers: int | Literal["auto"] = "auto"
+    augment_on: Literal["auto", "loader", "device"] = "auto"
     num_threads: int | None = Field(None, gt=0)
     eval_batch_size: int = Field(256, gt=0)
     checkpoint_selection: Literal["last", "validation", "test_recall_at_1"] = "last"

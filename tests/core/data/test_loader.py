@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
-from dml_pipelines.core.data.cache import build_cache
 from dml_pipelines.core.data.loader import make_loader
 from dml_pipelines.core.data.transforms import build_transforms
+from tests.conftest import two_shape_cache
 
 N = 12
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    tmp: Path = tmp_path_factory.mktemp("loader")
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(N):
-        h, w = (30, 40) if i % 2 else (44, 33)
-        arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        Image.fromarray(arr).save(tmp / f"{i}.png")
-        paths.append(f"{i}.png")
-    table = pd.DataFrame({"path": paths, "label": np.arange(N) // 3, "split": "train"})
-    return build_cache(table, tmp, tmp / "cache", resize_shorter=24)
+    return two_shape_cache(tmp_path_factory.mktemp("loader"), N, resize_shorter=24)
 
 
 LABELS = np.arange(N) * 10 + 1  # distinct per position, so batches can be checked

@@ -5,10 +5,7 @@ the size."""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
-from PIL import Image
 
 from dml_pipelines.core.config import BaselineConfig, protocol_card
 from dml_pipelines.core.data.prepare import prepare_caches
@@ -17,6 +14,7 @@ from dml_pipelines.core.engine.run import (
     data_fingerprint,
     train_model,
 )
+from tests.conftest import colour_classes
 
 
 @pytest.fixture
@@ -24,19 +22,7 @@ def caches(tmp_path):
     """A 4-class train / 2-class test set of 12x16 PNGs, cached at the original
     size and at shorter side 8."""
     root = tmp_path / "raw"
-    rng = np.random.default_rng(0)
-    rows = []
-    for c in range(6):
-        colour = rng.integers(0, 256, 3)
-        for i in range(3):
-            rel = f"img/{c}_{i}.png"
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            pixels = np.clip(colour + rng.normal(0, 30, (12, 16, 3)), 0, 255)
-            Image.fromarray(pixels.astype(np.uint8)).save(root / rel)
-            rows.append(
-                {"path": rel, "label": c, "split": "train" if c < 4 else "test"}
-            )
-    table = pd.DataFrame(rows)
+    table = colour_classes(root, (12, 16), per_class=3)
     _, built, _ = prepare_caches(table, root, tmp_path / "primary", [None, 8])
     return table, built
 

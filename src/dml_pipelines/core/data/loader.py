@@ -50,7 +50,9 @@ class CacheDataset(Dataset):
 
     Items are addressed by an index i, or by ``(i, seed)`` to draw the augmentation
     from ``torch.Generator().manual_seed(seed)``; an item is ``(uint8 (C, H, W)
-    tensor, int label)``.
+    tensor, int label)``, or with ``regions`` (train only) ``(uint8 (C, h, w) crop
+    region, float64 parameters, int label)`` from ``Transforms.train_region``, for
+    the device to finish (``DeviceAugmentLoader``).
     """
 
     def __init__(
@@ -60,7 +62,11 @@ class CacheDataset(Dataset):
         labels: Sequence[int] | np.ndarray,
         transforms: Transforms,
         train: bool,
+        regions: bool = False,
     ) -> None:
+        if regions and not train:
+            raise ValueError("CacheDataset: regions are for training only")
+        self.regions = regions
         self.cache = cache
         self.positions = np.asarray(positions, dtype=np.int64).reshape(-1)
         self.labels = np.asarray(labels, dtype=np.int64).reshape(-1)
@@ -81,13 +87,16 @@ class CacheDataset(Dataset):
     def __len__(self) -> int:
         return len(self.positions)
 
-    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[Any, ...]:
         generator = None
         if isinstance(index, tuple):
             index, seed = index
             generator = torch.Generator().manual_seed(seed)
         pixels = self.cache.image(int(self.positions[index]), readonly=False)
         img = torch.from_numpy(pixels).permute(2, 0, 1)  # zero-copy (C, H, W) view
+        if self.regions:
+            region, params = self.transforms.train_region(img, generator)
+            return region, params, int(self.labels[index])
         if self.train:
             img = self.transforms.train_sample(img, generator)
         else:
@@ -143,6 +152,72 @@ def collate_batch(
     return torch.stack(images).contiguous(), torch.tensor(labels, dtype=torch.int64)
 
 
+def pack_regions(
+    samples: list[tuple[torch.Tensor, torch.Tensor, int]],
+) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Collate crop regions of different sizes without padding.
+
+    Returns:
+        ``((buffer, shapes, params), labels)``: uint8 (N,) the regions' pixels one
+        after the other, each height × width × channels (the cache's layout, which
+        the resize kernels take fastest), int64 (B, 4) channels, height, width
+        and offset of each
+        in ``buffer``, float64 (B, P) their parameters, int64 (B,) labels
+        (``Transforms.train_batch`` unpacks them).
+    """
+    regions, params, labels = zip(*samples, strict=True)
+    shapes, offset = [], 0
+    for r in regions:
+        shapes.append((*r.shape, offset))
+        offset += r.numel()
+    buffer = torch.empty(offset, dtype=torch.uint8)
+    for r, (c, h, w, off) in zip(regions, shapes, strict=True):
+        # height × width × channels, the cache's own layout: one copy of whole rows
+        buffer[off : off + c * h * w].view(h, w, c).copy_(r.permute(1, 2, 0))
+    return (
+        (buffer, torch.tensor(shapes, dtype=torch.int64), torch.stack(params)),
+        torch.tensor(labels, dtype=torch.int64),
+    )
+
+
+class DeviceAugmentLoader:
+    """A training loader whose interpolation runs on the training device.
+
+    Wraps a DataLoader of packed crop regions (``pack_regions``): each batch's
+    buffer is copied to ``device`` (non-blocking from pinned memory) and resized and
+    flipped there (``Transforms.train_batch``). Yields ``(uint8 (B, C, S, S) on
+    device, int64 (B,) labels)`` like the loader path; ``batch_sampler``,
+    ``num_workers`` and ``dataset`` are the wrapped loader's.
+    """
+
+    def __init__(
+        self, loader: DataLoader, transforms: Transforms, device: torch.device
+    ) -> None:
+        self.loader = loader
+        self.transforms = transforms
+        self.device = torch.device(device)
+
+    @property
+    def batch_sampler(self) -> Any:
+        return self.loader.batch_sampler
+
+    @property
+    def num_workers(self) -> int:
+        return self.loader.num_workers
+
+    @property
+    def dataset(self) -> Dataset:
+        return self.loader.dataset
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for (buffer, shapes, params), labels in self.loader:
+            buffer = buffer.to(self.device, non_blocking=True)
+            yield self.transforms.train_batch(buffer, shapes, params), labels
+
+
 def seed_worker(worker_id: int) -> None:
     """``worker_init_fn``: seed numpy and ``random`` from the worker's torch seed
     (itself derived from the loader's seeded generator)."""
@@ -164,7 +239,8 @@ def make_loader(
     num_workers: int = 0,
     seed: int = 0,
     shard: tuple[int, int] | None = None,
-) -> DataLoader:
+    augment_on: torch.device | str | None = None,
+) -> DataLoader | DeviceAugmentLoader:
     """DataLoader over cached images.
 
     Args:
@@ -178,15 +254,22 @@ def make_loader(
         seed: seed of the augmentation stream (see the module docstring).
         shard: ``(rank, world_size)``: yield only rank's contiguous slice of
             every batch, with the single-process augmentation seeds.
+        augment_on: (training only) a device: the loader only cuts crop regions
+            and the resize and flip run on that device (``DeviceAugmentLoader``);
+            the same seed gives the same parameters as the loader path.
 
     Returns:
-        A DataLoader yielding ``(uint8 (B, C, H, W), int64 (B,))``; its
-        ``batch_sampler`` is a ``SeededBatches`` (``set_epoch``).
+        A DataLoader (or a ``DeviceAugmentLoader``) yielding ``(uint8 (B, C, H,
+        W), int64 (B,))``; its ``batch_sampler`` is a ``SeededBatches``
+        (``set_epoch``).
 
     Raises:
         ValueError: neither or both of ``batch_sampler`` and ``batch_size`` given.
     """
-    dataset = CacheDataset(cache, positions, labels, transforms, train)
+    if augment_on is not None and not train:
+        raise ValueError("make_loader: augment_on is for training loaders only")
+    regions = augment_on is not None
+    dataset = CacheDataset(cache, positions, labels, transforms, train, regions)
     if (batch_sampler is None) == (batch_size is None):
         raise ValueError(
             "make_loader: give exactly one of batch_sampler and batch_size"
@@ -211,12 +294,15 @@ def make_loader(
         from dml_pipelines.core.data.samplers import ShardedBatches
 
         batches = ShardedBatches(batches, *shard)
-    return DataLoader(
+    loader = DataLoader(
         dataset,
         batch_sampler=batches,
         num_workers=num_workers,
-        collate_fn=collate_batch,
+        collate_fn=pack_regions if regions else collate_batch,
         pin_memory=torch.cuda.is_available(),
         generator=torch.Generator().manual_seed(seed),
         **extra,
     )
+    if regions:
+        return DeviceAugmentLoader(loader, transforms, augment_on)
+    return loader

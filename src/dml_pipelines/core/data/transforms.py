@@ -3,7 +3,12 @@
 A preset is split in two parts:
 
 * the per-image geometric part (``Transforms.train_sample`` / ``test_sample``), run in
-  the DataLoader on uint8 (C, H, W) tensors and producing a fixed size;
+  the DataLoader on uint8 (C, H, W) tensors and producing a fixed size. For training
+  it splits in two (``training.augment_on: device``): the loader draws the
+  parameters and cuts the crop box (``train_region``, no interpolation), the
+  training device resizes and flips the packed batch (``train_batch``). Both halves
+  draw from the same generator in the same order, so either path gives the same
+  parameters for the same seed and, on a CPU, the same pixels;
 * the batch part (``Transforms.normalize``), run by the trainer on the training device:
   to float, channel order and scale, mean/std, and (``intra_batch`` train)
   RandomErasing in normalised space.
@@ -36,6 +41,9 @@ from dml_pipelines.core.registry import Registry
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 BILINEAR = InterpolationMode.BILINEAR
+
+TRAIN_PARAMS = 9
+"""Length of one sample's augmentation parameters (``Transforms.train_region``)."""
 
 PRESETS: Registry[Callable[[], dict[str, Any]]] = Registry("transforms preset")
 """name -> function returning the preset's ``Transforms`` field values."""
@@ -152,6 +160,10 @@ class Transforms:
     ) -> torch.Tensor:
         """Random geometric augmentation of one image.
 
+        The same as ``train_region`` followed by ``train_from_region`` (the
+        loader-side and the device-side halves of ``augment_on: device``), so both
+        paths draw the same parameters from the same generator.
+
         Args:
             img: uint8 (C, H, W).
             generator: CPU generator for the random draws (``None``: torch's global).
@@ -160,22 +172,100 @@ class Transforms:
             uint8 (C, S, S) with S = ``image_size`` (``affine`` without an
             ``image_size``: (C, H, W)).
         """
+        region, params = self.train_region(img, generator)
+        return self.train_from_region(region, params)
+
+    def train_region(
+        self, img: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loader-side half of ``train_sample``: draw the augmentation parameters
+        and cut the region they need, with no interpolation for a resized crop.
+
+        Args:
+            img: uint8 (C, H, W).
+            generator: as in ``train_sample``.
+
+        Returns:
+            ``(region, params)``: the uint8 (C, h, w) crop box of the image
+            (``resized_crop``; a view) or the image at its working size
+            (``affine``), and float64 (``TRAIN_PARAMS``,) = top, left, height,
+            width, flip, angle, tx, ty, scale.
+        """
         _check_image(img)
         if self.resize_before_crop and self.resize_size is not None:
             img = resize_shorter(img, self.resize_size)
+        if self.geometry == "affine" and self.image_size is not None:
+            img = F.resize(img, [self.image_size] * 2, BILINEAR, antialias=True)
+        height, width = img.shape[-2:]
+        top, left, h, w = 0, 0, height, width
+        angle, tx, ty, scale = 0.0, 0, 0, 1.0
         if self.geometry == "resized_crop":
             top, left, h, w = resized_crop_params(
-                img.shape[-2], img.shape[-1], self.scale, self.ratio, generator
+                height, width, self.scale, self.ratio, generator
             )
-            size = [self.image_size, self.image_size]
-            img = F.resized_crop(img, top, left, h, w, size, BILINEAR, antialias=True)
+            img = img[:, top : top + h, left : left + w]
         else:
-            if self.image_size is not None:
-                img = F.resize(img, [self.image_size] * 2, BILINEAR, antialias=True)
-            img = self._affine(img, generator)
-        if self.flip_p > 0 and _uniform(generator) < self.flip_p:
+            angle = _uniform(generator, -self.degrees, self.degrees)
+            tx = round(_uniform(generator, -self.translate * w, self.translate * w))
+            ty = round(_uniform(generator, -self.translate * h, self.translate * h))
+            scale = _uniform(generator, *self.affine_scale)
+        flip = self.flip_p > 0 and _uniform(generator) < self.flip_p
+        params = torch.tensor(
+            [top, left, h, w, float(flip), angle, tx, ty, scale], dtype=torch.float64
+        )
+        return img, params
+
+    def train_from_region(
+        self, region: torch.Tensor, params: torch.Tensor
+    ) -> torch.Tensor:
+        """Device-side half of ``train_sample``: resize the crop to S×S (or apply
+        the affine map) and flip, on ``region``'s device.
+
+        Args:
+            region: uint8 (C, h, w) from ``train_region`` (any device).
+            params: its (``TRAIN_PARAMS``,) parameters (CPU).
+
+        Returns:
+            uint8 (C, S, S) (``affine`` without ``image_size``: (C, h, w)).
+        """
+        _, _, _, _, flip, angle, tx, ty, scale = params.tolist()
+        if self.geometry == "resized_crop":
+            size = [self.image_size, self.image_size]
+            img = F.resize(region, size, BILINEAR, antialias=True)
+        else:
+            fill = None if self.fill == 0 else [float(self.fill)] * region.shape[0]
+            img = F.affine(
+                region,
+                angle,
+                [int(tx), int(ty)],
+                scale,
+                [0.0, 0.0],
+                BILINEAR,
+                fill=fill,
+            )
+        if flip:
             img = F.horizontal_flip(img)
         return img
+
+    def train_batch(
+        self, buffer: torch.Tensor, shapes: torch.Tensor, params: torch.Tensor
+    ) -> torch.Tensor:
+        """``train_from_region`` over a packed batch (``pack_regions``).
+
+        Args:
+            buffer: uint8 (N,) the regions one after the other, each stored
+                height × width × channels (any device).
+            shapes: int64 (B, 4) channels, height, width, offset in ``buffer``.
+            params: float64 (B, ``TRAIN_PARAMS``).
+
+        Returns:
+            uint8 (B, C, S, S) on ``buffer``'s device.
+        """
+        out = []
+        for (c, h, w, offset), p in zip(shapes.tolist(), params, strict=True):
+            region = buffer[offset : offset + c * h * w].view(h, w, c).permute(2, 0, 1)
+            out.append(self.train_from_region(region, p))
+        return torch.stack(out)
 
     def test_sample(self, img: torch.Tensor) -> torch.Tensor:
         """Deterministic test preprocessing of one image.
@@ -233,17 +323,6 @@ class Transforms:
                 generator,
             )
         return x
-
-    def _affine(
-        self, img: torch.Tensor, generator: torch.Generator | None
-    ) -> torch.Tensor:
-        h, w = img.shape[-2:]
-        angle = _uniform(generator, -self.degrees, self.degrees)
-        tx = round(_uniform(generator, -self.translate * w, self.translate * w))
-        ty = round(_uniform(generator, -self.translate * h, self.translate * h))
-        scale = _uniform(generator, *self.affine_scale)
-        fill = None if self.fill == 0 else [float(self.fill)] * img.shape[0]
-        return F.affine(img, angle, [tx, ty], scale, [0.0, 0.0], BILINEAR, fill=fill)
 
 
 def _check_image(img: torch.Tensor) -> None:

@@ -107,6 +107,18 @@ def loader_workers(training: Any) -> int:
     return max(0, min(8, cores // training.devices - 1))
 
 
+def augment_device(training: Any) -> torch.device | None:
+    """The device that finishes the training augmentation (``training.augment_on``):
+    the training device for ``device`` (or ``auto`` on CUDA), ``None`` for the
+    loader path."""
+    device = resolve_device(training.device)
+    if training.augment_on == "device" or (
+        training.augment_on == "auto" and device.type == "cuda"
+    ):
+        return device
+    return None
+
+
 def training_rows(table: pd.DataFrame, training: Any) -> tuple[np.ndarray, np.ndarray]:
     """Row ids to train on and to validate on (empty when not needed).
 
@@ -469,6 +481,7 @@ def _fit(
         num_workers=loader_workers(cfg.training),
         seed=cfg.training.seed,
         shard=shard,
+        augment_on=augment_device(cfg.training),
     )
     fingerprint = data_fingerprint(table, train_rows, cache)
     trainer = Trainer(
