@@ -68,6 +68,17 @@ def test_dvc_repro_produces_the_report_and_exp_run_reads_back(tmp_path):
         for e in (e.get("revs") or [])
     ]
     assert exps, shown
+    # every metrics file of the committed revision is readable (no "!" cells)
+    committed = next(b for b in shown if b["rev"] != "workspace")
+    metrics = committed["data"]["metrics"]
+    runs = [
+        f"data/08_reporting/digits/contrastive_c1/seed{s}/metrics.json"
+        for s in range(3)
+    ]
+    assert set(runs) <= set(metrics), sorted(metrics)
+    for name, entry in metrics.items():
+        assert "error" not in entry and entry.get("data"), (name, entry)
+    assert metrics[runs[0]]["data"]["recall@1"] > 0
     data = exps[0]["data"]
     lr = data["params"]["conf/base/parameters_contrastive_c1.yml"]["data"]
     assert lr["contrastive_c1"]["optimizer"]["lr"] == 0.0005

@@ -23,3 +23,14 @@ def test_one_two_and_three_seeds():
 def test_non_finite_values_are_left_out_and_none_when_nothing_is_left():
     assert seed_stats([float("nan"), None]) is None
     assert seed_stats([0.2, float("nan"), 0.4]).n == 2
+
+
+def test_the_interval_is_clipped_to_the_metric_range():
+    values = [0.99, 0.97, 0.70]  # widely spread near the top (a Recall@1)
+    free = seed_stats(values)
+    assert free.ci95[1] > 1.0  # the symmetric t-interval passes 1
+    clipped = seed_stats(values, (0.0, 1.0))
+    assert clipped.ci95 == (pytest.approx(free.ci95[0]), 1.0)
+    assert (clipped.mean, clipped.std) == (free.mean, free.std)
+    low = seed_stats([0.01, 0.02, 0.30], (0.0, 1.0))
+    assert low.ci95[0] == 0.0 and low.ci95[1] < 1.0

@@ -48,9 +48,15 @@ class SeedStats:
         return text
 
 
-def seed_stats(values: Sequence[float]) -> SeedStats | None:
+def seed_stats(
+    values: Sequence[float], bounds: tuple[float, float] | None = None
+) -> SeedStats | None:
     """Mean, sample std and (n ≥ 3) the 95% t-interval of ``values``; ``None``
-    when there is no finite value. Non-finite values are left out."""
+    when there is no finite value. Non-finite values are left out.
+
+    ``bounds``: the metric's range (e.g. ``(0, 1)`` for Recall@K, MAP@R, NMI);
+    the interval is clipped to it (the symmetric t-interval of a widely spread
+    metric near 1 would otherwise reach past it)."""
     from scipy import stats
 
     arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
@@ -64,4 +70,6 @@ def seed_stats(values: Sequence[float]) -> SeedStats | None:
     if n >= MIN_SEEDS_FOR_CI:
         half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
         ci = (mean - half, mean + half)
+        if bounds is not None:
+            ci = (max(ci[0], bounds[0]), min(ci[1], bounds[1]))
     return SeedStats(mean, std, n, ci)

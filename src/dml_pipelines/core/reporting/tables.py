@@ -34,6 +34,9 @@ PROTOCOL_LABELS = {
     "mlrc_separated": "MLRC 128D (separated)",
 }
 #: columns of the combined table after Recall@K, in order (key, label)
+#: range of every reported metric (fractions: Recall@K, P@1, RP, MAP@R, NMI, F1),
+#: to which the 95% interval is clipped
+UNIT_RANGE = (0.0, 1.0)
 COMBINED_METRICS = (
     ("precision@1", "P@1"),
     ("r_precision", "RP"),
@@ -167,7 +170,7 @@ def paper_table_rows(
                 if key and key in state["matched"]
                 else []
             )
-            st = seed_stats(values)
+            st = seed_stats(values, UNIT_RANGE)
             st = st.scaled(100.0) if st else None
             status = state["status"]
             if key is None and status == "matched":
@@ -332,7 +335,7 @@ def combined_table(
             for key in keys:
                 if key not in mine or mine[key].isna().all():
                     continue
-                st = seed_stats(mine[key].tolist()).scaled(100.0)
+                st = seed_stats(mine[key].tolist(), UNIT_RANGE).scaled(100.0)
                 out.append(
                     {
                         **base,
