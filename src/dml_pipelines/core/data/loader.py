@@ -160,10 +160,9 @@ def pack_regions(
     Returns:
         ``((buffer, shapes, params), labels)``: uint8 (N,) the regions' pixels one
         after the other, each height × width × channels (the cache's layout, which
-        the resize kernels take fastest), int64 (B, 4) channels, height, width
-        and offset of each
-        in ``buffer``, float64 (B, P) their parameters, int64 (B,) labels
-        (``Transforms.train_batch`` unpacks them).
+        the resize kernels take fastest); int64 (B, 4) channels, height, width
+        and offset in ``buffer`` of each; float64 (B, P) their parameters; int64
+        (B,) labels. ``Transforms.train_batch`` unpacks them.
     """
     regions, params, labels = zip(*samples, strict=True)
     shapes, offset = [], 0
