@@ -4,6 +4,7 @@ from dml_pipelines.core.config import (
     BaselineConfig,
     DataParams,
     DatasetTable,
+    RunParams,
     deep_merge,
     parse_method_config,
     resolve_dataset,
@@ -144,3 +145,33 @@ def test_bad_transforms_args_are_one_line_errors_naming_the_key(args, message):
     text = str(err.value)
     assert message in text and "\n" not in text
     assert text.startswith("contrastive_c1.transforms")
+
+
+def test_recipes_are_checked_over_the_block_as_written_not_over_another_recipe():
+    recipes = {
+        "long": {"training": {"epochs": 100, "warmup_epochs": 50}},
+        "short": {"training": {"epochs": 10}},  # valid over the block (warm-up 0)
+    }
+    # "short" over "long" would have 50 warm-up epochs of 10: not what is checked
+    cfg = BaselineConfig.model_validate(raw(recipe="long", recipes=recipes))
+    assert (cfg.training.epochs, cfg.training.warmup_epochs) == (100, 50)
+    assert cfg.recipes == {"long": recipes["long"]}  # the resolved block
+    # re-validating the resolved block (RunParams.apply: every run does) keeps it
+    again = RunParams(seed=3).apply(cfg)
+    assert (again.training.epochs, again.training.warmup_epochs, again.recipe) == (
+        100,
+        50,
+        "long",
+    )
+    assert again.training.seed == 3
+    short = BaselineConfig.model_validate(raw(recipes=recipes)).for_dataset("short")
+    assert short.training.epochs == 10 and short.recipes == {
+        "short": {"training": {"epochs": 10}}
+    }
+    # a recipe invalid over the block as written is still refused, whichever is used
+    bad = {**recipes, "broken": {"training": {"warmup_epochs": 30}}}  # > 20 epochs
+    with pytest.raises(ValueError) as err:
+        BaselineConfig.model_validate(raw(recipe="long", recipes=bad))
+    msg = str(err.value)
+    assert msg.startswith("contrastive_c1: recipes.broken: ") and "\n" not in msg
+    assert "warmup_epochs must not exceed epochs" in msg

@@ -296,7 +296,8 @@ class MethodConfig(StrictModel):
     ``recipes`` holds per-dataset settings deep-merged over the block. ``recipe``
     picks one: ``auto`` (DEFAULT) uses the recipe named after the run's dataset
     when there is one (``for_dataset``), ``default`` none, any other name that
-    recipe. Every recipe is validated with the block, before any work.
+    recipe. Every recipe is validated over the block as written, before any
+    work; a block with a recipe applied keeps only that recipe in ``recipes``.
     """
 
     method: str
@@ -324,8 +325,19 @@ class MethodConfig(StrictModel):
         if recipe not in recipes:
             valid = ", ".join(["auto", "default", *sorted(recipes)])
             raise ValueError(f"recipe {recipe!r} is unknown; valid: {valid}")
+        # the block as written, and every recipe over it (not over this recipe's
+        # merge, which ``_check_recipes`` then skips)
+        try:
+            cls.model_validate({**data, "recipe": "default"})
+        except ValueError as exc:
+            prefix = f"{cls._error_key(data)}: "
+            raise ValueError(str(exc).removeprefix(prefix)) from None
+        # the resolved block keeps only the recipe it applied: re-validating it
+        # (``RunAxes.apply``, a checkpoint's config) re-applies that one alone
         over = recipes[recipe]
-        return deep_merge(data, over) if isinstance(over, dict) else data
+        if not isinstance(over, dict):
+            return data
+        return {**deep_merge(data, over), "recipes": {recipe: over}}
 
     def for_dataset(self, dataset: str) -> MethodConfig:
         """The block a run on ``dataset`` uses: with ``recipe: auto``, the recipe
@@ -348,13 +360,14 @@ class MethodConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_recipes(self):
-        # every recipe must make a valid block (checked after the block itself)
+        # every recipe must make a valid block over the block as written (checked
+        # after the block itself); with a recipe applied, ``_apply_recipe`` did
+        if self.recipe not in ("auto", "default"):
+            return self
         base = self.model_dump(mode="json")
         for name, over in self.recipes.items():
             if name in ("auto", "default"):
                 raise ValueError(f"recipes: {name!r} is a reserved name")
-            if name == self.recipe:
-                continue
             merged = deep_merge(base, over)
             try:
                 type(self).model_validate(
