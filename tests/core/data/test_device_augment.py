@@ -192,6 +192,23 @@ def test_train_model_trains_the_same_on_either_path(caches, preset, size, monkey
     assert all(torch.equal(w_loader[k], w_device[k]) for k in w_loader)
 
 
+@pytest.mark.slow
+def test_two_processes_train_the_same_on_either_path(caches):
+    """``training.devices: 2`` (gloo): each rank finishes its shard of the batch on
+    its device; the run equals the loader path's."""
+    table, cache = caches
+    runs = {}
+    for where in ("loader", "device"):
+        cfg = _cfg("proxy_anchor", 12, augment_on=where, devices=2)
+        state, history = train_model(table, cache, cfg, checkpoint_dir=None)
+        runs[where] = (state["model"], history["loss"].tolist())
+    assert runs["device"][1] == runs["loader"][1]
+    assert all(
+        torch.equal(runs["loader"][0][k], runs["device"][0][k])
+        for k in runs["loader"][0]
+    )
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_on_cuda_the_device_path_differs_only_by_the_interpolation_kernel(cache):
