@@ -99,6 +99,18 @@ def _rendered_labels(browser: str, url: str, profile: Path) -> list[str]:
     return [html.unescape(t) for t in _LABEL.findall(proc.stdout)]
 
 
+#: one method's lineage, ingestion to clustering (node names)
+LINEAGE = {
+    "ingest_dataset",
+    "prepare_images",
+    "build_augmentation",
+    "train_method",
+    "extract_embeddings",
+    "evaluate_retrieval",
+    "cluster_embeddings",
+}
+
+
 @pytest.mark.slow
 def test_lineage_renders_in_headless_chromium(site, tmp_path):
     browser = _chromium()
@@ -122,14 +134,7 @@ def test_lineage_renders_in_headless_chromium(site, tmp_path):
         site + "?pid=contrastive_c1&expandAllPipelines=true",
         tmp_path / "p2",
     )
-    assert {
-        "ingest_dataset",
-        "prepare_images",
-        "build_augmentation",
-        "train_method",
-        "extract_embeddings",
-        "evaluate_retrieval",
-        "cluster_embeddings",
+    assert LINEAGE | {
         "report_metrics",
         "contrastive_c1.metrics",
         "contrastive_c1.protocol_card",
@@ -139,14 +144,7 @@ def test_lineage_renders_in_headless_chromium(site, tmp_path):
     default = _rendered_labels(
         browser, site + "?expandAllPipelines=true", tmp_path / "p3"
     )
-    assert {
-        "ingest_dataset",
-        "prepare_images",
-        "build_augmentation",
-        "train_method",
-        "extract_embeddings",
-        "evaluate_retrieval",
-        "cluster_embeddings",
+    assert LINEAGE | {
         "await_runs",
         "collect_runs",
         "build_combined_table",

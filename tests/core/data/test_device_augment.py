@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from dml_pipelines.core.config import BaselineConfig
 from dml_pipelines.core.data.loader import (
     DeviceAugmentLoader,
     make_loader,
@@ -23,6 +22,7 @@ from dml_pipelines.core.data.transforms import (
 )
 from dml_pipelines.core.engine.run import augment_device, train_model
 from tests.conftest import colour_classes, two_shape_cache
+from tests.core.engine.conftest import make_cfg
 
 N = 12
 BATCHES = [[0, 1, 2, 3], [5, 5, 6, 7], [11, 8, 9, 10]]
@@ -108,13 +108,15 @@ def test_pack_regions_round_trips_regions_of_any_size_and_channels():
         torch.randint(0, 256, (c, h, w), generator=g, dtype=torch.uint8)
         for c, h, w in [(3, 5, 7), (1, 9, 2), (3, 1, 1)]
     ]
-    params = [torch.full((TRAIN_PARAMS,), float(i)) for i in range(3)]
+    params = [(float(i),) * TRAIN_PARAMS for i in range(3)]
     samples = [
         (r, p, 10 + i) for i, (r, p) in enumerate(zip(regions, params, strict=True))
     ]
     (buffer, shapes, packed), labels = pack_regions(samples)
     assert labels.tolist() == [10, 11, 12]
-    assert torch.equal(packed, torch.stack(params))
+    assert packed.dtype == torch.float64 and packed.tolist() == [
+        list(p) for p in params
+    ]
     assert shapes.tolist() == [[3, 5, 7, 0], [1, 9, 2, 105], [3, 1, 1, 123]]
     for r, (c, h, w, off) in zip(regions, shapes.tolist(), strict=True):
         assert torch.equal(
@@ -148,20 +150,16 @@ def caches(tmp_path_factory):
 
 
 def _cfg(preset, image_size, **training):
-    return BaselineConfig.model_validate(
-        {
-            "method": "contrastive_c1",
-            "loss": {"name": "contrastive_c1"},
-            "backbone": {"name": "small_cnn", "args": {"channels": [4, 8]}},
-            "embedding_dim": 4,
-            "sampler": {"P": 2, "K": 2, "batches_per_epoch": 3},
-            "transforms": {
-                "preset": preset,
-                "image_size": image_size,
-                "source_size": "original",
-            },
-            "training": {"epochs": 2, "device": "cpu", "amp": False, **training},
-        }
+    return make_cfg(
+        backbone={"args": {"channels": [4, 8]}},
+        embedding_dim=4,
+        sampler={"P": 2, "K": 2, "batches_per_epoch": 3},
+        transforms={
+            "preset": preset,
+            "image_size": image_size,
+            "source_size": "original",
+        },
+        training={"epochs": 2, "amp": False, **training},
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from dml_pipelines.core.config import BaselineConfig, protocol_card
+from dml_pipelines.core.config import protocol_card
 from dml_pipelines.core.data.prepare import prepare_caches
 from dml_pipelines.core.engine.run import (
     check_source_size,
@@ -15,6 +15,7 @@ from dml_pipelines.core.engine.run import (
     train_model,
 )
 from tests.conftest import colour_classes
+from tests.core.engine.conftest import make_cfg
 
 
 @pytest.fixture
@@ -28,16 +29,12 @@ def caches(tmp_path):
 
 
 def _cfg(source_size="dataset"):
-    return BaselineConfig.model_validate(
-        {
-            "method": "contrastive_c1",
-            "loss": {"name": "contrastive_c1"},
-            "backbone": {"name": "small_cnn", "args": {"channels": [4, 8]}},
-            "embedding_dim": 4,
-            "sampler": {"P": 2, "K": 2, "batches_per_epoch": 1},
-            "transforms": {"preset": "small", "source_size": source_size},
-            "training": {"epochs": 1, "device": "cpu", "amp": False},
-        }
+    return make_cfg(
+        backbone={"args": {"channels": [4, 8]}},
+        embedding_dim=4,
+        sampler={"P": 2, "K": 2, "batches_per_epoch": 1},
+        transforms={"preset": "small", "source_size": source_size},
+        training={"epochs": 1, "amp": False},
     )
 
 

@@ -51,7 +51,7 @@ class CacheDataset(Dataset):
     Items are addressed by an index i, or by ``(i, seed)`` to draw the augmentation
     from ``torch.Generator().manual_seed(seed)``; an item is ``(uint8 (C, H, W)
     tensor, int label)``, or with ``regions`` (train only) ``(uint8 (C, h, w) crop
-    region, float64 parameters, int label)`` from ``Transforms.train_region``, for
+    region, parameters, int label)`` from ``Transforms.train_region``, for
     the device to finish (``DeviceAugmentLoader``).
     """
 
@@ -153,7 +153,7 @@ def collate_batch(
 
 
 def pack_regions(
-    samples: list[tuple[torch.Tensor, torch.Tensor, int]],
+    samples: list[tuple[torch.Tensor, tuple[float, ...], int]],
 ) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     """Collate crop regions of different sizes without padding.
 
@@ -174,7 +174,11 @@ def pack_regions(
         # height × width × channels, the cache's own layout: one copy of whole rows
         buffer[off : off + c * h * w].view(h, w, c).copy_(r.permute(1, 2, 0))
     return (
-        (buffer, torch.tensor(shapes, dtype=torch.int64), torch.stack(params)),
+        (
+            buffer,
+            torch.tensor(shapes, dtype=torch.int64),
+            torch.tensor(params, dtype=torch.float64),
+        ),
         torch.tensor(labels, dtype=torch.int64),
     )
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,7 +177,7 @@ class Transforms:
 
     def train_region(
         self, img: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, tuple[float, ...]]:
         """Loader-side half of ``train_sample``: draw the augmentation parameters
         and cut the region they need, with no interpolation for a resized crop.
 
@@ -188,8 +188,8 @@ class Transforms:
         Returns:
             ``(region, params)``: the uint8 (C, h, w) crop box of the image
             (``resized_crop``; a view) or the image at its working size
-            (``affine``), and float64 (``TRAIN_PARAMS``,) = top, left, height,
-            width, flip, angle, tx, ty, scale.
+            (``affine``), and its ``TRAIN_PARAMS`` parameters: top, left,
+            height, width, flip, angle, tx, ty, scale.
         """
         _check_image(img)
         if self.resize_before_crop and self.resize_size is not None:
@@ -210,25 +210,22 @@ class Transforms:
             ty = round(_uniform(generator, -self.translate * h, self.translate * h))
             scale = _uniform(generator, *self.affine_scale)
         flip = self.flip_p > 0 and _uniform(generator) < self.flip_p
-        params = torch.tensor(
-            [top, left, h, w, float(flip), angle, tx, ty, scale], dtype=torch.float64
-        )
-        return img, params
+        return img, (top, left, h, w, float(flip), angle, tx, ty, scale)
 
     def train_from_region(
-        self, region: torch.Tensor, params: torch.Tensor
+        self, region: torch.Tensor, params: Sequence[float]
     ) -> torch.Tensor:
         """Device-side half of ``train_sample``: resize the crop to S×S (or apply
         the affine map) and flip, on ``region``'s device.
 
         Args:
             region: uint8 (C, h, w) from ``train_region`` (any device).
-            params: its (``TRAIN_PARAMS``,) parameters (CPU).
+            params: its ``TRAIN_PARAMS`` parameters (numbers).
 
         Returns:
             uint8 (C, S, S) (``affine`` without ``image_size``: (C, h, w)).
         """
-        _, _, _, _, flip, angle, tx, ty, scale = params.tolist()
+        _, _, _, _, flip, angle, tx, ty, scale = params
         if self.geometry == "resized_crop":
             size = [self.image_size, self.image_size]
             img = F.resize(region, size, BILINEAR, antialias=True)
@@ -262,7 +259,8 @@ class Transforms:
             uint8 (B, C, S, S) on ``buffer``'s device.
         """
         out = []
-        for (c, h, w, offset), p in zip(shapes.tolist(), params, strict=True):
+        rows = zip(shapes.tolist(), params.tolist(), strict=True)
+        for (c, h, w, offset), p in rows:
             region = buffer[offset : offset + c * h * w].view(h, w, c).permute(2, 0, 1)
             out.append(self.train_from_region(region, p))
         return torch.stack(out)
