@@ -15,11 +15,13 @@ import click
 from kedro.framework.cli.project import run as kedro_run
 from kedro.io.core import DatasetError
 from kedro.validation.exceptions import ParameterValidationError
+from omegaconf.errors import InterpolationResolutionError
 
 log = logging.getLogger(__name__)
 
 USER_ERRORS = (
     ValueError,
+    InterpolationResolutionError,
     KeyError,
     FileNotFoundError,
     FloatingPointError,
@@ -30,9 +32,13 @@ _KEDRO_PREFIX = "Failed to instantiate "
 
 def one_line(exc: BaseException) -> str:
     """The message of ``exc`` without Kedro's validation preamble, one line per
-    offending parameter."""
+    offending parameter (OmegaConf's interpolation context dropped)."""
     if isinstance(exc, KeyError) and exc.args:
         return str(exc.args[0])
+    if type(exc).__module__.startswith("omegaconf"):
+        # "ValueError raised while resolving interpolation: <ours>\n full_key..."
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return first.split("resolving interpolation: ", 1)[-1]
     lines = [ln.removeprefix("- ") for ln in str(exc).splitlines() if ln.strip()]
     if isinstance(exc, ParameterValidationError):
         lines = [ln for ln in lines if not ln.startswith("Parameter validation")]
@@ -84,6 +90,15 @@ def missing_input(exc: BaseException) -> str | None:
     )
 
 
+def user_cause(exc: BaseException) -> str | None:
+    """The one-line message of a project error under Kedro's ``DatasetError``
+    (a truncated checkpoint or embeddings file, say), or ``None``."""
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and not isinstance(cause, ValueError):
+        cause = cause.__cause__ or cause.__context__
+    return one_line(cause) if cause is not None else None
+
+
 def _run(*args, **kwargs):
     if kwargs.get("pipeline") and not kwargs.get("pipelines"):
         kwargs["pipelines"] = [
@@ -93,11 +108,11 @@ def _run(*args, **kwargs):
     try:
         return kedro_run.callback(*args, **kwargs)
     except DatasetError as exc:
-        missing = missing_input(exc)
-        if missing is None:
+        message = missing_input(exc) or user_cause(exc)
+        if message is None:
             raise
         log.debug("full traceback", exc_info=True)
-        raise click.ClickException(missing) from None
+        raise click.ClickException(message) from None
     except USER_ERRORS as exc:
         log.debug("full traceback", exc_info=True)
         unknown, valid = (

@@ -1,6 +1,58 @@
 """Project hooks."""
 
+import logging
+
 from kedro.framework.hooks import hook_impl
+
+log = logging.getLogger(__name__)
+
+
+class RunParameters:
+    """Before any node runs: every ``--params`` key must be read by the pipeline
+    being run (a key of another method's block is an error, not silently
+    ignored), and the method blocks the pipeline reads log the settings that
+    their recipe, conf/local and the command line made (``config_loader.py``)."""
+
+    def __init__(self) -> None:
+        self._loader = None
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self._loader = context.config_loader
+
+    @hook_impl
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        from dml_pipelines.core.layers import flatten
+
+        read = {
+            i.split(":", 1)[1].split(".")[0]
+            for n in pipeline.nodes
+            for i in n.inputs
+            if i.startswith("params:")
+        }
+        loader = self._loader
+        resolver = loader.resolver_keys() if hasattr(loader, "resolver_keys") else set()
+        runtime = run_params.get("runtime_params") or {}
+        names = ", ".join(run_params.get("pipeline_names") or ["__default__"])
+        for key in flatten(runtime):
+            top = key.split(".")[0]
+            if key not in resolver and top not in read:
+                raise ValueError(
+                    f"--params {key}: the pipeline being run ({names}) reads no "
+                    f"parameter {top!r}; run the pipeline that does "
+                    f"(kedro run --pipelines={top}) or drop the key"
+                )
+        for name, settings in (getattr(loader, "provenance", None) or {}).items():
+            if name not in read:
+                continue
+            changed = [s for s in settings if s.value != s.base]
+            if changed:
+                log.info(
+                    "%s (dataset %s): %s",
+                    name,
+                    loader.dataset,
+                    "; ".join(f"{s.key}={s.value!r} [{s.source}]" for s in changed),
+                )
 
 
 class DataRootCheck:

@@ -1,10 +1,10 @@
 """Kedro project settings."""
 
-from kedro.config import OmegaConfigLoader
-
+from dml_pipelines.config_loader import ProjectConfigLoader
 from dml_pipelines.core.config import run_directory
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
+# block < recipe < conf/local < --params for method blocks; unknown --params fail
+CONFIG_LOADER_CLASS = ProjectConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
@@ -14,6 +14,6 @@ CONFIG_LOADER_ARGS = {
     "custom_resolvers": {"run_dir": run_directory},
 }
 
-from dml_pipelines.hooks import DataRootCheck  # noqa: E402
+from dml_pipelines.hooks import DataRootCheck, RunParameters  # noqa: E402
 
-HOOKS = (DataRootCheck(),)
+HOOKS = (RunParameters(), DataRootCheck())

@@ -19,6 +19,9 @@ from pydantic import (
     model_validator,
 )
 
+from dml_pipelines.core.layers import deep_merge, flatten
+from dml_pipelines.core.registry import value_problem
+
 
 def _one_line(prefix: str, exc: ValidationError) -> str:
     parts = []
@@ -58,7 +61,9 @@ class OneLineErrors:
 class StrictModel(OneLineErrors, BaseModel):
     """Base: unknown keys forbidden; one-line validation errors."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_default=True, allow_inf_nan=False
+    )
 
 
 EMBEDDED_DATASETS = ("digits", "glyphs")
@@ -184,33 +189,10 @@ class TransformsConfig(StrictModel):
         except (TypeError, ValueError) as exc:
             raise ValueError(f"args: {exc}") from None
         for key, value in self.args.items():
-            why = _override_problem(getattr(base, key), value)
+            why = value_problem(getattr(base, key), value)
             if why:
                 raise ValueError(f"args.{key}: {why} (got {value!r})")
         return self
-
-
-def _override_problem(default: Any, value: Any) -> str | None:
-    """Why ``value`` cannot replace the preset field whose default is ``default``
-    (same kind: flag, number, or sequence of numbers of the same length)."""
-
-    def number(v: Any) -> bool:
-        return isinstance(v, int | float) and not isinstance(v, bool)
-
-    if isinstance(default, bool):
-        return None if isinstance(value, bool) else "must be true or false"
-    if number(default):
-        return None if number(value) else "must be a number"
-    if isinstance(default, tuple | list):
-        ok = (
-            isinstance(value, tuple | list)
-            and len(value) == len(default)
-            and all(number(v) for v in value)
-        )
-        return None if ok else f"must be a list of {len(default)} numbers"
-    if isinstance(default, str):
-        return None if isinstance(value, str) else "must be a string"
-    return None  # fields without a default value (None): the preset decides
 
 
 class EarlyStoppingConfig(StrictModel):
@@ -297,7 +279,9 @@ class MethodConfig(StrictModel):
     picks one: ``auto`` (DEFAULT) uses the recipe named after the run's dataset
     when there is one (``for_dataset``), ``default`` none, any other name that
     recipe. Every recipe is validated over the block as written, before any
-    work; a block with a recipe applied keeps only that recipe in ``recipes``.
+    work; a block with a recipe applied names it and keeps its entry empty
+    (``recipes: {<name>: {}}``). Under Kedro the project's config loader layers
+    block < recipe < conf/local < ``--params`` (``core/layers.py``).
     """
 
     method: str
@@ -306,7 +290,9 @@ class MethodConfig(StrictModel):
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     pooling: Component = Field(default_factory=lambda: Component(name="gap"))
     head: Component = Field(default_factory=lambda: Component(name="linear"))
-    embedding_dim: int = Field(64, gt=0)
+    #: at most 65,536: a larger head would not fit in memory on most machines
+    #: (checked here, before anything is allocated)
+    embedding_dim: int = Field(64, gt=0, le=1 << 16)
     normalization: Literal["l2", "lipschitz", "none"] = "l2"
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
@@ -332,12 +318,14 @@ class MethodConfig(StrictModel):
         except ValueError as exc:
             prefix = f"{cls._error_key(data)}: "
             raise ValueError(str(exc).removeprefix(prefix)) from None
-        # the resolved block keeps only the recipe it applied: re-validating it
-        # (``RunAxes.apply``, a checkpoint's config) re-applies that one alone
+        # the resolved block names the recipe it applied and keeps its entry
+        # empty (its values are in the block): re-validating it (``RunParams.apply``,
+        # a checkpoint's config) is a fixed point and never re-applies the recipe
+        # over what conf/local or the command line set (``core/layers.py``)
         over = recipes[recipe]
         if not isinstance(over, dict):
             return data
-        return {**deep_merge(data, over), "recipes": {recipe: over}}
+        return {**deep_merge(data, over), "recipes": {recipe: {}}}
 
     def for_dataset(self, dataset: str) -> MethodConfig:
         """The block a run on ``dataset`` uses: with ``recipe: auto``, the recipe
@@ -399,15 +387,41 @@ def check_head_init(cfg: MethodConfig) -> None:
         )
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Recursive dict merge; ``override`` wins; neither input is modified."""
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
+#: settings of a method block that cannot change a result (how fast, how
+#: verbose): left out of a run's identity, so changing them neither discards a
+#: checkpoint nor relabels a result (docs/protocols.md, "What identifies a run")
+NON_IDENTITY_KEYS = ("training.num_threads", "training.num_workers")
+
+
+def run_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config (``model_dump(mode="json")``) without ``NON_IDENTITY_KEYS``."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    for key in NON_IDENTITY_KEYS:
+        block, _, leaf = key.partition(".")
+        if isinstance(out.get(block), dict):
+            out[block].pop(leaf, None)
     return out
+
+
+def config_hash(config: dict[str, Any], *extra: str, length: int = 12) -> str:
+    """The one hash of a resolved config's identity (``run_identity``), with
+    ``extra`` strings (data fingerprint, code digest) appended: sha256, hex."""
+    import hashlib
+    import json
+
+    text = json.dumps(run_identity(config), sort_keys=True, default=str)
+    return hashlib.sha256("|".join((text, *extra)).encode()).hexdigest()[:length]
+
+
+def identity_differences(
+    trained: dict[str, Any], current: dict[str, Any], limit: int = 3
+) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs' identities,
+    as ``key: <current> now, <trained> trained`` (at most ``limit``, then a count)."""
+    a, b = flatten(run_identity(trained)), flatten(run_identity(current))
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    out = [f"{k}: {b.get(k)!r} now, {a.get(k)!r} trained" for k in keys[:limit]]
+    return out + ([f"+{len(keys) - limit} more"] if len(keys) > limit else [])
 
 
 # --- project-wide parameters (parameters.yml) ----------------------------------
@@ -560,9 +574,16 @@ class RunParams(StrictModel):
 def run_directory(seed: Any, fold: Any = None) -> str:
     """The run folder ``seed<S>`` or ``seed<S>/fold<F>`` (``fold`` None, ``null``
     or empty: no fold level). Also the catalog's ``run_dir`` resolver."""
+
+    def number(value: Any, key: str) -> int:
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{key}: must be an integer (got {value!r})") from None
+
     if fold is None or str(fold).lower() in ("", "none", "null"):
-        return f"seed{int(seed)}"
-    return f"seed{int(seed)}/fold{int(fold)}"
+        return f"seed{number(seed, 'run.seed')}"
+    return f"seed{number(seed, 'run.seed')}/fold{number(fold, 'run.fold')}"
 
 
 def parse_method_config(raw: dict[str, Any]) -> MethodConfig:

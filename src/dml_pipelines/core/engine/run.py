@@ -24,6 +24,7 @@ from dml_pipelines.core.engine.trainer import Trainer, resolve_device
 from dml_pipelines.core.evaluation import EmbeddingSet
 from dml_pipelines.core.evaluation.report import evaluate_set
 from dml_pipelines.core.methods.registry import build_method
+from dml_pipelines.core.provenance import library_versions
 
 EVAL_SPLITS = ("test", "query", "gallery")
 
@@ -361,6 +362,7 @@ def train_model(
     recall_at: tuple[int, ...] = (1, 2, 4, 8),
     callbacks: list[Any] | None = None,
     transforms: Transforms | None = None,
+    run_files: list[str | Path] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train ``cfg.method`` on the training rows of ``table``; with
     ``training.devices: N > 1`` in N processes on shards of each global batch
@@ -369,14 +371,16 @@ def train_model(
     ``transforms``: the training preset to use (the Kedro node passes the one
     rebuilt from the run's ``augmentation`` dataset); it must be the one
     ``cfg.transforms`` resolves to (the resume key holds the config), which is
-    the default.
+    the default. ``run_files``: the run's other files (its ``model_state.pt``),
+    moved aside with the checkpoints when the run is replaced (``Trainer``).
 
     Returns:
         ``model_state`` (``config``, ``classes`` = original training labels in
         re-indexed order, ``model`` = the method's inference weights
         (``export_state_dict``), ``epoch``, ``selected_epoch``, ``fingerprint``,
-        ``cache`` = the cache trained on, ``cache_record``) and the per-epoch
-        history.
+        ``cache`` = the cache trained on, ``cache_record``; ``code_digest``,
+        ``libraries``, ``method_summary`` = the method's ``summary()``) and the
+        per-epoch history.
 
     Raises:
         ValueError: ``cache`` is not of the size ``transforms.source_size`` asks
@@ -390,7 +394,16 @@ def train_model(
         )
     world = cfg.training.devices
     if world == 1:
-        return _fit(table, cache, cfg, checkpoint_dir, recall_at, callbacks, transforms)
+        return _fit(
+            table,
+            cache,
+            cfg,
+            checkpoint_dir,
+            recall_at,
+            callbacks,
+            transforms,
+            run_files=run_files,
+        )
     if callbacks:
         raise ValueError("train_model: extra callbacks need training.devices: 1")
     import tempfile
@@ -400,14 +413,23 @@ def train_model(
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.pt"
-        args = (table, cache, cfg, checkpoint_dir, recall_at, transforms, out)
+        args = (
+            table,
+            cache,
+            cfg,
+            checkpoint_dir,
+            recall_at,
+            transforms,
+            out,
+            run_files,
+        )
         spawn(_fit_rank, world, args)
         result = load_checkpoint(out)
     return result["state"], pd.DataFrame(result["history"])
 
 
 def _fit_rank(
-    rank, world, table, cache, cfg, checkpoint_dir, recall_at, transforms, out
+    rank, world, table, cache, cfg, checkpoint_dir, recall_at, transforms, out, files
 ) -> None:
     """One rank of a multi-process run; rank 0 saves the result to ``out``."""
     from dml_pipelines.core.engine.trainer import save_atomic
@@ -421,6 +443,7 @@ def _fit_rank(
         None,
         transforms,
         shard=(rank, world),
+        run_files=files,
     )
     if rank == 0:
         save_atomic({"state": state, "history": history.to_dict("records")}, out)
@@ -452,6 +475,7 @@ def _fit(
     callbacks: list[Any] | None,
     transforms: Transforms | None = None,
     shard: tuple[int, int] | None = None,
+    run_files: list[str | Path] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     train_rows, val_rows = training_rows(table, cfg.training)
     train_rows = train_rows[np.isin(train_rows, cache.row_ids)]
@@ -493,6 +517,7 @@ def _fit(
         validate=_validator(table, cache, val_rows, cfg, recall_at),
         callbacks=list(callbacks or []),
         data_fingerprint=fingerprint,
+        run_files=run_files,
     )
     history = trainer.fit()
     state = {
@@ -509,9 +534,19 @@ def _fit(
         "selected_epoch": trainer.best_epoch,
         "fingerprint": trainer.fingerprint,
         "data_fingerprint": fingerprint,
+        "code_digest": trainer.code_digest,
+        "libraries": library_versions(),
+        "method_summary": method_summary(method),
         "cache": cache_record(cache),
     }
     return state, history
+
+
+def method_summary(method: torch.nn.Module) -> dict[str, Any]:
+    """What the method reports of its own run (``summary()``: CCP's instances,
+    say), as plain JSON values; empty for methods without one."""
+    summary = getattr(method, "summary", None)
+    return json.loads(json.dumps(summary(), default=float)) if summary else {}
 
 
 def method_from_state(
@@ -523,6 +558,66 @@ def method_from_state(
     if state is not None:
         method.load_export_state_dict(state["model"])
     return method.eval()
+
+
+def trained_config(state: Mapping[str, Any], cfg: MethodConfig) -> MethodConfig:
+    """The resolved config ``state`` (a ``model_state``) was trained with, once
+    checked to be the current run's: evaluation, the card and the report read
+    it, so a result is never labelled with parameters that did not make it.
+
+    Raises:
+        ValueError: the state holds no config, or the current resolved config
+            differs from it in a key of the run's identity (one line naming the
+            first keys, both values, and the command that re-trains).
+    """
+    from dml_pipelines.core.config import identity_differences, parse_method_config
+
+    trained = state.get("config")
+    if not isinstance(trained, dict):
+        raise ValueError(
+            f"{cfg.method}: the model state holds no resolved config; re-train: "
+            f"kedro run --pipelines={cfg.method}"
+        )
+    diff = identity_differences(trained, cfg.model_dump(mode="json"))
+    if diff:
+        raise ValueError(
+            f"{cfg.method}: the parameters differ from those the model was "
+            f"trained with ({'; '.join(diff)}); re-train (kedro run "
+            f"--pipelines={cfg.method} with the same --params, no --tags) or "
+            "restore the parameters"
+        )
+    return parse_method_config(trained)
+
+
+def check_trained_data(
+    state: Mapping[str, Any],
+    dataset: str,
+    root: str | None,
+    cache_manifest: Mapping[str, Any] | None,
+) -> None:
+    """Refuse to score or describe a model with data other than it was trained
+    and embedded on: another ``datasets.<name>.root`` or another build of the
+    dataset's files (the cache's ``source_hash``).
+
+    Raises:
+        ValueError: one line naming the key or cache, both values, and the fix.
+    """
+    trained_root = state.get("data_root")
+    if trained_root is not None and root is not None and trained_root != root:
+        raise ValueError(
+            f"datasets.{dataset}.root: {root} now, but the model and its "
+            f"embeddings were made from {trained_root}; re-run the run "
+            f"(kedro run --pipelines=<method> --params dataset={dataset}) "
+            "or restore the root"
+        )
+    trained = (state.get("cache") or {}).get("source_hash")
+    current = (cache_manifest or {}).get("source_hash")
+    if trained and current and trained != current:
+        raise ValueError(
+            f"dataset {dataset}: its files changed since the model was trained "
+            f"(cache source hash {current} now, {trained} trained); re-run the "
+            "run to train and score on the current files"
+        )
 
 
 def num_train_classes(table: pd.DataFrame, cfg: MethodConfig) -> int:

@@ -5,8 +5,6 @@ points of ``core/engine/callbacks.py`` (the hook order is documented there)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
@@ -25,6 +23,7 @@ from dml_pipelines.core.engine.grad import grad_transforms_from
 from dml_pipelines.core.engine.optim import build_optimizer, build_scheduler, is_plateau
 from dml_pipelines.core.engine.progress import Progress
 from dml_pipelines.core.engine.threads import configure_threads, training_threads
+from dml_pipelines.core.provenance import code_digest
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +46,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def config_fingerprint(config: dict[str, Any], data_fingerprint: str = "") -> str:
-    """Resume key: hash of the whole resolved config (epochs included) and of the
-    training data's fingerprint. A checkpoint is resumed only under the same key,
-    so a run is never continued into one with other data or other parameters."""
-    cfg = json.dumps(config, sort_keys=True, default=str)
-    return hashlib.sha256(f"{cfg}|{data_fingerprint}".encode()).hexdigest()[:16]
+def config_fingerprint(
+    config: dict[str, Any], data_fingerprint: str = "", code: str = ""
+) -> str:
+    """Resume key: hash of the run's identity — the resolved config without the
+    settings that cannot change a result (``run_identity``), the training data's
+    fingerprint and the digest of the code training imports
+    (``core/provenance.py``). A checkpoint is resumed only under the same key,
+    so a run is never continued into one with other parameters, data or code."""
+    from dml_pipelines.core.config import config_hash
+
+    return config_hash(config, data_fingerprint, code, length=16)
 
 
 def amp_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
@@ -138,7 +142,11 @@ class Trainer:
         callbacks: extra callbacks; the config's (gradient transforms, early
             stopping) and the method's own (``method.callbacks()``) are added.
         data_fingerprint: fingerprint of the training data, part of the resume
-            key (``config_fingerprint``).
+            key (``config_fingerprint``) with the config and the code digest.
+        run_files: files of the run besides ``checkpoint_dir`` (its
+            ``model_state.pt``): when the resume key changes they are moved aside
+            with the old checkpoints (``superseded/<key>/`` beside
+            ``checkpoint_dir``), never deleted.
     """
 
     def __init__(
@@ -152,6 +160,7 @@ class Trainer:
         validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
         callbacks: list[Callback] | None = None,
         data_fingerprint: str = "",
+        run_files: list[str | Path] | None = None,
     ) -> None:
         self.cfg = cfg
         self.tcfg = cfg.training
@@ -205,7 +214,11 @@ class Trainer:
             self.method.to(memory_format=torch.channels_last)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.config_dict = cfg.model_dump(mode="json")
-        self.fingerprint = config_fingerprint(self.config_dict, data_fingerprint)
+        self.code_digest = code_digest()
+        self.fingerprint = config_fingerprint(
+            self.config_dict, data_fingerprint, self.code_digest
+        )
+        self.run_files = [Path(p) for p in run_files or []]
         self.history: list[dict[str, float]] = []
         self.epoch = 0  # number of completed epochs
         self.global_step = 0
@@ -286,19 +299,25 @@ class Trainer:
         if not path.exists():
             return False
         state = load_checkpoint(path)
+        if not isinstance(state, dict) or "fingerprint" not in state:
+            raise ValueError(
+                f"{path} is not a training checkpoint of this project (no resume "
+                "key); move it away or delete it, then run again"
+            )
         if (
             state.get("format") != CHECKPOINT_FORMAT
             or state.get("fingerprint") != self.fingerprint
         ):
+            aside = self._supersede(str(state.get("fingerprint")))
             log.warning(
-                "%s was trained with other parameters or other data "
-                "(resume key %s, this run %s); training from scratch",
+                "%s was trained with other parameters, data or code (resume key "
+                "%s, this run %s); training from scratch; the old run's files "
+                "are kept in %s",
                 path,
                 state.get("fingerprint"),
                 self.fingerprint,
+                aside,
             )
-            if self.dist.is_main:
-                (self.checkpoint_dir / "best.pt").unlink(missing_ok=True)
             return False
         self.method.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -324,6 +343,42 @@ class Trainer:
         log.info("resumed from %s after epoch %d", path, self.epoch)
         self.resumed = True
         return True
+
+    def _supersede(self, key: str) -> Path:
+        """Move the checkpoints and ``run_files`` of a replaced run to
+        ``superseded/<key>/`` beside ``checkpoint_dir`` (rank 0); return it."""
+        assert self.checkpoint_dir is not None
+        aside = self.checkpoint_dir.parent / "superseded" / key
+        if self.dist.is_main:
+            aside.mkdir(parents=True, exist_ok=True)
+            names = ("last.pt", "best.pt")
+            for path in [self.checkpoint_dir / n for n in names] + self.run_files:
+                if path.exists():
+                    os.replace(path, aside / path.name)
+        self.dist.barrier()
+        return aside
+
+    def _check_finite(self) -> None:
+        """Refuse to checkpoint non-finite weights or buffers: the error names
+        the last good epoch, whose ``last.pt`` a rerun resumes."""
+        state = self.method.state_dict()
+        bad = [
+            k
+            for k, v in state.items()
+            if torch.is_tensor(v) and v.is_floating_point() and not v.isfinite().all()
+        ]
+        if bad:
+            where = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
+            good = (
+                f"{where} (after epoch {self.epoch - 1})"
+                if where and where.exists()
+                else "none (no epoch ended finite)"
+            )
+            raise FloatingPointError(
+                f"non-finite weights after epoch {self.epoch} ({bad[0]}"
+                f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}); not "
+                f"saved; last good checkpoint: {good}"
+            )
 
     def _save(self, improved_now: bool) -> None:
         if self.checkpoint_dir is None:
@@ -411,10 +466,15 @@ class Trainer:
             loss, logs = self.method.training_loss(images, labels, ctx)
         value = float(loss.detach())
         if not math.isfinite(value):
-            where = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else "none"
+            where = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
+            good = (
+                f"{where} (after epoch {epoch})"
+                if where and where.exists()
+                else "none (this run saved no epoch yet)"
+            )
             raise FloatingPointError(
                 f"non-finite loss ({value}) at epoch {epoch + 1}, step {step + 1}; "
-                f"training stopped (last good checkpoint: {where})"
+                f"training stopped (last good checkpoint: {good})"
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -482,6 +542,7 @@ class Trainer:
                 self.best_epoch = self.epoch
             self.history.append(row)
             self._call("on_epoch_end", epoch, row)
+            self._check_finite()
             self._save(better)
             log.info(
                 "epoch %d: %s", self.epoch, {k: round(v, 4) for k, v in row.items()}

@@ -125,17 +125,27 @@ def load_embeddings(path: str | Path) -> EmbeddingSet:
     """Read and validate an embeddings artifact written by ``save_embeddings``.
 
     Raises:
-        ValueError: one line naming the file, on a missing key, a shape mismatch or
-            an invalid ``normalization`` value.
+        ValueError: one line naming the file, on a truncated or unreadable
+            file, a missing key, a shape mismatch or an invalid ``normalization``.
     """
-    with np.load(path, allow_pickle=False) as data:
-        missing = [k for k in _REQUIRED if k not in data.files]
-        if missing:
-            raise ValueError(
-                f"{path}: missing key(s) {missing}; an embeddings artifact needs "
-                f"{list(_REQUIRED)}"
-            )
-        fields = {k: data[k] for k in data.files}
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in _REQUIRED if k not in data.files]
+            if missing:
+                raise ValueError(
+                    f"{path}: missing key(s) {missing}; an embeddings artifact "
+                    f"needs {list(_REQUIRED)}"
+                )
+            fields = {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, EOFError, OSError) as err:
+        # truncated or not an .npz: one line, not numpy's traceback
+        raise ValueError(
+            f"{path}: not a readable embeddings artifact ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'truncated'}); re-create "
+            "it by re-running the run's embedding (extract_embeddings)"
+        ) from None
     unknown = sorted(
         set(fields)
         - set(_REQUIRED)

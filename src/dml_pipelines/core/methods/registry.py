@@ -62,6 +62,22 @@ def build_method(cfg: MethodConfig, num_classes: int) -> Method:
     return load_all().get(cfg.method, key="method")(cfg, num_classes)
 
 
+def check_positives(builder: Any, name: str, sampler: Any) -> None:
+    """A pair loss (its builder returns a ``PairLoss``) needs K >= 2 samples of
+    a class per batch, or no anchor has a positive (one line naming the key)."""
+    import inspect
+
+    from dml_pipelines.core.losses.pair_loss import PairLoss
+
+    returns = inspect.signature(builder).return_annotation
+    pair = returns is PairLoss or returns == "PairLoss"
+    if pair and sampler.random_factorisation is None and sampler.K < 2:
+        raise ValueError(
+            f"sampler.K: {sampler.K} gives no positive pairs; loss {name!r} is a "
+            "pair loss and needs K >= 2"
+        )
+
+
 def check_components(cfg: MethodConfig) -> None:
     """Check every registered name and argument set in ``cfg`` without building
     anything (called by config validation, before any work)."""
@@ -90,14 +106,26 @@ def check_components(cfg: MethodConfig) -> None:
         "head.args",
         ("in_dim", "out_dim"),
     )
-    OPTIMIZERS.get(cfg.optimizer.name, key="optimizer.name")
+    check_args(
+        OPTIMIZERS.get(cfg.optimizer.name, key="optimizer.name"),
+        cfg.optimizer.args,
+        "optimizer.args",
+        ("params", "lr", "weight_decay"),
+    )
     for i, t in enumerate(cfg.optimizer.grad_transforms):
         key = f"optimizer.grad_transforms.{i}"
         check_args(GRAD_TRANSFORMS.get(t.name, key=f"{key}.name"), t.args, key)
     PRESETS.get(cfg.transforms.preset, key="transforms.preset")
     if cfg.training.scheduler is not None:
-        SCHEDULERS.get(cfg.training.scheduler.name, key="training.scheduler.name")
+        check_args(
+            SCHEDULERS.get(cfg.training.scheduler.name, key="training.scheduler.name"),
+            cfg.training.scheduler.args,
+            "training.scheduler.args",
+            ("optimizer", "total_epochs"),
+            require=True,
+        )
     loss = getattr(cfg, "loss", None)
     if loss is not None:
         builder = load_losses().get(loss.name, key="loss.name")
         check_args(builder, loss.args, "loss.args", ("embedding_size", "num_classes"))
+        check_positives(builder, loss.name, cfg.sampler)

@@ -11,7 +11,6 @@ fold model. Fold models themselves are not results and give no row.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -41,6 +40,9 @@ CARD_FIELDS = (
     "params_hash",
     "device",
     "git_commit",
+    "code_digest",
+    "data_fingerprint",
+    "libraries",
     "wall_time_s",
 )
 #: metric keys kept (plus every ``recall@K``)
@@ -62,22 +64,29 @@ def _metric_items(record: Mapping[str, Any]) -> dict[str, float]:
 def _config_fields(card: Mapping[str, Any]) -> dict[str, Any]:
     """``config`` (the resolved method block, when the card has one) as JSON and
     its hash, so that settings of a paper row can be matched against it."""
+    from dml_pipelines.core.config import config_hash
+
     config = card.get("config")
     if config is None:
         return {"config": None}
-    text = json.dumps(config, sort_keys=True, default=str)
-    out = {"config": text}
+    out = {"config": json.dumps(config, sort_keys=True, default=str)}
     if card.get("params_hash") is None:
-        out["params_hash"] = hashlib.sha256(text.encode()).hexdigest()[:12]
+        out["params_hash"] = config_hash(config)
     return out
 
 
+def libraries_text(libraries: Mapping[str, Any] | None) -> str | None:
+    """``{"torch": "2.14.1", ...}`` as ``torch==2.14.1; ...`` (one CSV cell)."""
+    if not libraries:
+        return None
+    return "; ".join(f"{k}=={v}" for k, v in libraries.items() if v is not None)
+
+
 def _card_fields(card: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        **{k: card.get(k) for k in CARD_FIELDS},
-        **_config_fields(card),
-        "has_card": bool(card),
-    }
+    fields = {k: card.get(k) for k in CARD_FIELDS}
+    if isinstance(fields["libraries"], Mapping):
+        fields["libraries"] = libraries_text(fields["libraries"])
+    return {**fields, **_config_fields(card), "has_card": bool(card)}
 
 
 def collect_runs(dataset: str, files: Mapping[str, Any], source: str) -> pd.DataFrame:

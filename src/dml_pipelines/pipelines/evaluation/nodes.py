@@ -90,30 +90,55 @@ def cluster_embeddings(
     return cluster_set(test_embeddings, **evaluation.model_dump())
 
 
+def _trained(
+    model_state: dict[str, Any],
+    image_cache: dict[str, Any] | None,
+    params: MethodConfig,
+    data: DataParams,
+    datasets: DatasetTable | None,
+    run: RunParams,
+) -> MethodConfig:
+    """The config the model was trained with, once checked to be the current
+    run's (parameters, data root, dataset files)."""
+    from dml_pipelines.core.engine.run import check_trained_data, trained_config
+
+    cfg = trained_config(model_state, resolve(params, data, run))
+    root = datasets.entry(data.name).root if datasets is not None else None
+    check_trained_data(model_state, data.name, root, image_cache)
+    return cfg
+
+
 def report_metrics(
     retrieval_metrics: dict[str, Any],
     clustering_metrics: dict[str, Any],
     untrained_metrics: dict[str, Any],
+    model_state: dict[str, Any],
     params: MethodConfig,
     data: DataParams,
     run: RunParams,
 ) -> dict[str, Any]:
-    """The metrics file of one run (specs/metrics.md §9 keys), for DVC.
+    """The metrics file of one run (docs/protocols.md keys), for DVC.
 
     Args:
         retrieval_metrics: output of ``evaluate_retrieval``.
         clustering_metrics: output of ``cluster_embeddings``.
         untrained_metrics: output of ``evaluate_untrained``.
-        params: the method block (method name, recipe, checkpoint selection).
+        model_state: the trained state; its resolved config names the recipe
+            and checkpoint selection.
+        params: the method block (must resolve to the config trained with).
         data: the run's dataset.
         run: the run axes (seed, fold).
 
     Returns:
         The merged metrics dict.
+
+    Raises:
+        ValueError: the current parameters differ from those the model was
+            trained with (one line; re-train or restore them).
     """
     from dml_pipelines.core.evaluation.report import metrics_record
 
-    cfg = resolve(params, data, run)
+    cfg = _trained(model_state, None, params, data, None, run)
     t = cfg.training
     return {
         **metrics_record(
@@ -142,53 +167,53 @@ def write_protocol_card(
     run: RunParams,
 ) -> dict[str, Any]:
     """The run's protocol card: backbone, BN, pooling, image preparation,
-    augmentation, embedding dim, batch composition, selection split, budget.
+    augmentation, embedding dim, batch composition, selection split, budget,
+    and what identifies the run (config hash, code digest, data fingerprint,
+    library versions), all read from the trained state.
 
     Args:
-        model_state: the trained state (device, wall time, code version, the
-            training data's fingerprint, ``cache``: the cache trained on).
+        model_state: the trained state (resolved config, device, wall time, code
+            version and digest, libraries, the training data's fingerprint and
+            root, ``cache``: the cache trained on, the method's summary).
         image_cache: the dataset's cache manifest (its resize and bbox use),
             used only for a state written before ``cache`` was recorded.
-        params: the method block.
+        params: the method block (must resolve to the config trained with).
         data: the run's dataset.
-        datasets: every dataset's block (the data root).
+        datasets: every dataset's block (the data root must be the trained one).
         run: the run axes (seed, fold).
 
     Returns:
         The protocol card.
-    """
-    from dml_pipelines.core.config import protocol_card
 
-    cfg = resolve(params, data, run)
+    Raises:
+        ValueError: the current parameters, data root or dataset files differ
+            from those the model was trained with (one line).
+    """
+    from dml_pipelines.core.config import config_hash, protocol_card
+
+    cfg = _trained(model_state, image_cache, params, data, datasets, run)
     config = cfg.model_dump(mode="json")
     return {
         "dataset": data.name,
         "method": cfg.method,
         "recipe": cfg.recipe,
         "fold": run.fold,
-        "data_root": datasets.entry(data.name).root,
+        "data_root": model_state.get("data_root", datasets.entry(data.name).root),
         "class_split": datasets.entry(data.name).options.get("class_split"),
         "label_noise": cfg.training.label_noise,
-        "params_hash": params_hash(config),
+        "params_hash": config_hash(config),
         "device": model_state.get("device"),
         "git_commit": model_state.get("git_commit"),
+        "code_digest": model_state.get("code_digest"),
+        "libraries": model_state.get("libraries"),
         "wall_time_s": model_state.get("wall_time_s"),
         "epochs_trained": model_state.get("epoch"),
         "selected_epoch": model_state.get("selected_epoch"),
+        "method_summary": model_state.get("method_summary") or {},
         "config": config,
         "data_fingerprint": model_state.get("data_fingerprint"),
         **protocol_card(cfg, model_state.get("cache") or image_cache),
     }
-
-
-def params_hash(config: dict[str, Any]) -> str:
-    """Short hash of a resolved method config (the protocol card's
-    ``params_hash``)."""
-    import hashlib
-    import json
-
-    text = json.dumps(config, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def aggregate_seeds(seed_metrics: dict[str, Any], metrics: dict[str, Any]) -> dict:

@@ -38,6 +38,7 @@ def create_pipeline(config_cls=MethodConfig, **kwargs) -> Pipeline:
                     "retrieval_metrics",
                     "clustering_metrics",
                     "untrained_metrics",
+                    "model_state",
                     "params:method",
                     "params:data",
                     "params:run",

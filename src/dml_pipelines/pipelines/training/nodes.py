@@ -128,8 +128,9 @@ def train_method(
         run: the run axes (seed, fold).
 
     Returns:
-        The model state (inference weights + resolved config) and the per-epoch
-        history.
+        The model state (inference weights + the resolved config, the one
+        artifact evaluation, the card and the report read; ``data_root``) and the
+        per-epoch history.
     """
     from dml_pipelines.core.engine.run import augmentation_transforms, train_model
 
@@ -143,8 +144,10 @@ def train_method(
         checkpoint_dir=ckpt / "checkpoints",
         recall_at=tuple(datasets.entry(data.name).recall_at),
         transforms=augmentation_transforms(augmentation, cfg, cache.meta),
+        run_files=[ckpt / "model_state.pt"],
     )
-    return {**state, "git_commit": git_commit()}, history
+    extra = {"data_root": datasets.entry(data.name).root, "git_commit": git_commit()}
+    return {**state, **extra}, history
 
 
 def git_commit() -> str:
@@ -185,14 +188,25 @@ def extract_embeddings(
 
     Returns:
         The embeddings artifact (``EmbeddingSet``).
+
+    Raises:
+        ValueError: the current parameters or the dataset's files differ from
+            those the model was trained with (``trained_config``,
+            ``check_trained_data``).
     """
     from dml_pipelines.core.engine.run import (
+        check_trained_data,
         embedding_set,
         method_from_state,
         num_train_classes,
+        trained_config,
     )
 
     cfg = resolve(params, data, run)
+    if model_state is not None:
+        # the model's own resolved config, checked against the current one
+        cfg = trained_config(model_state, cfg)
+        check_trained_data(model_state, data.name, None, image_cache)
     classes = (
         len(model_state["classes"])
         if model_state is not None
