@@ -129,7 +129,7 @@ def test_transforms_args_override_the_preset_and_reach_the_training_augmentation
     ("args", "message"),
     [
         ({"degres": 5}, "unknown option(s) ['degres']"),
-        ({"degrees": "x"}, "transforms: args.degrees: must be a finite number (got 'x')"),
+        ({"degrees": "x"}, "args.degrees: must be a finite number (got 'x')"),
         ({"affine_scale": [1.0]}, "args.affine_scale: must be a list of 2 numbers"),
         ({"flip_p": True}, "args.flip_p: must be a number"),
     ],
