@@ -37,10 +37,17 @@ class RunParameters:
         for key in flatten(runtime):
             top = key.split(".")[0]
             if key not in resolver and top not in read:
+                which = f"pipeline being run ({names}"
+                if run_params.get("tags") or run_params.get("node_names"):
+                    which += ", with its --tags/--nodes filter"
+                fix = (
+                    f"run the pipeline that does (kedro run --pipelines={top}) "
+                    if top in (getattr(loader, "provenance", None) or {})
+                    else ""
+                )
                 raise ValueError(
-                    f"--params {key}: the pipeline being run ({names}) reads no "
-                    f"parameter {top!r}; run the pipeline that does "
-                    f"(kedro run --pipelines={top}) or drop the key"
+                    f"--params {key}: the {which}) reads no parameter {top!r}; "
+                    f"{fix}or drop the key"
                 )
         for name, settings in (getattr(loader, "provenance", None) or {}).items():
             if name not in read:

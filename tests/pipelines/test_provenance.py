@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import yaml
 from kedro.framework.session import KedroSession
@@ -85,6 +86,14 @@ def test_a_run_trains_what_the_command_line_says_over_a_recipe(project, caplog):
     assert card["libraries"]["torch"] == __import__("torch").__version__.split("+")[0]
     assert {"kedro", "dvc", "numpy", "faiss-cpu"} <= set(card["libraries"])
 
+    # ... and in the runs table of the report
+    run(project, "report", {"dataset": "csv"}, tags=["report_dataset"])
+    runs = pd.read_csv(project / "data/08_reporting/report/datasets/csv/runs.csv")
+    row = runs[runs["method"] == "contrastive_c1"].iloc[0]
+    assert row["code_digest"] == card["code_digest"]
+    assert row["data_fingerprint"] == card["data_fingerprint"]
+    assert "torch==" in row["libraries"] and "kedro==" in row["libraries"]
+
     # re-scoring under other parameters refuses instead of relabelling
     params["contrastive_c1"]["optimizer"] = {"lr": 0.0005}
     with pytest.raises(ValueError) as err:
@@ -115,7 +124,8 @@ def test_a_run_trains_what_the_command_line_says_over_a_recipe(project, caplog):
         (
             {"ccp": {"training": {"epochs": 1}}},
             "--params ccp.training.epochs: the pipeline being run (contrastive_c1) "
-            "reads no parameter 'ccp'",
+            "reads no parameter 'ccp'; run the pipeline that does (kedro run "
+            "--pipelines=ccp) or drop the key",
         ),
     ],
 )
