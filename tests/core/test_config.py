@@ -131,7 +131,7 @@ def test_transforms_args_override_the_preset_and_reach_the_training_augmentation
         ({"degres": 5}, "unknown option(s) ['degres']"),
         ({"degrees": "x"}, "args.degrees: must be a finite number (got 'x')"),
         ({"affine_scale": [1.0]}, "args.affine_scale: must be a list of 2 numbers"),
-        ({"flip_p": True}, "args.flip_p: must be a number"),
+        ({"flip_p": True}, "args.flip_p: must be a finite number"),
     ],
 )
 def test_bad_transforms_args_are_one_line_errors_naming_the_key(args, message):

@@ -359,13 +359,20 @@ class Trainer:
         return aside
 
     def _check_finite(self) -> None:
-        """Refuse to checkpoint non-finite weights or buffers: the error names
-        the last good epoch, whose ``last.pt`` a rerun resumes."""
-        state = self.method.state_dict()
+        """Refuse to checkpoint non-finite weights or BatchNorm statistics: the
+        error names the last good epoch, whose ``last.pt`` a rerun resumes."""
+        # weights and normalisation statistics; other buffers may hold
+        # sentinels on purpose (CCP's best value starts at -inf)
+        tensors = dict(self.method.named_parameters())
+        tensors.update(
+            (k, v)
+            for k, v in self.method.named_buffers()
+            if k.endswith(("running_mean", "running_var"))
+        )
         bad = [
             k
-            for k, v in state.items()
-            if torch.is_tensor(v) and v.is_floating_point() and not v.isfinite().all()
+            for k, v in tensors.items()
+            if v.is_floating_point() and not bool(v.detach().isfinite().all())
         ]
         if bad:
             where = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
