@@ -25,7 +25,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dml_pipelines.core.engine import launch
 
     args = list(sys.argv[1:] if argv is None else argv)
-    joined = launch.start()
+    try:
+        joined = launch.start()
+    except ValueError as exc:  # torchrun's environment or options
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
     try:
         if joined is not None and not joined.is_main:
             launch.serve()

@@ -214,15 +214,24 @@ def test_no_torchrun_environment_means_one_process():
         launch.start({"WORLD_SIZE": "two"})
 
 
-def test_restarts_with_the_shared_rendezvous_store_are_refused():
-    env = {
+def test_restarts_with_the_shared_rendezvous_store_stop_with_one_line(
+    monkeypatch, capsys
+):
+    from dml_pipelines.train import main
+
+    for key, value in {
         "WORLD_SIZE": "2",
-        "RANK": "0",
+        "RANK": "1",
+        "LOCAL_RANK": "1",
+        "LOCAL_WORLD_SIZE": "2",
         "TORCHELASTIC_MAX_RESTARTS": "1",
         "TORCHELASTIC_USE_AGENT_STORE": "True",
-    }
-    with pytest.raises(ValueError, match=f"{launch.UNSHARED_STORE}=1"):
-        launch.start(env)
+    }.items():
+        monkeypatch.setenv(key, value)
+    assert main(["--pipelines=contrastive_c1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: torchrun --max-restarts: set ")
+    assert f"{launch.UNSHARED_STORE}=1" in err and "\n" not in err
     assert launch.current() is None
 
 

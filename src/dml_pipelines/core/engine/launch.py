@@ -221,6 +221,7 @@ def lead(
     launch = _launch
     if launch is None or not launch.is_main:
         raise RuntimeError("launch.lead: only rank 0 of a torchrun launch leads")
+    cfg = _with_world(cfg, launch.world_size)  # before any file is written
     token = None
     if checkpoint_dir is not None:
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
@@ -230,7 +231,7 @@ def lead(
         "table": table,
         "cache_dir": str(cache.directory),
         "cache_count": cache.meta.get("count"),
-        "cfg": _with_world(cfg, launch.world_size),
+        "cfg": cfg,
         "checkpoint_dir": checkpoint_dir,
         "recall_at": recall_at,
         "transforms": transforms,
