@@ -243,3 +243,40 @@ def test_kill_fault_names_one_rank_and_is_validated(tmp_path):
     assert launch.fault_callbacks(1, {}) == []
     with pytest.raises(ValueError, match="DML_KILL_ONCE='x'"):
         launch.fault_callbacks(0, {launch.KILL_ENV: "x"})
+
+
+@pytest.fixture
+def one_rank_launch(monkeypatch):
+    """A launch of one gloo process (this one), to run rank 0's checks."""
+    import torch.distributed as dist
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        yield launch.Launch(0, 1, 0, dist.new_group(backend="gloo"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_rank_seeing_another_cache_or_checkpoint_folder_is_one_line(
+    tmp_path, one_rank_launch
+):
+    from tests.conftest import two_shape_cache
+
+    cache = two_shape_cache(tmp_path, 6, 16)
+    token = tmp_path / "checkpoints" / ".torchrun-x"
+    token.parent.mkdir()
+    token.touch()
+    job = {
+        "cache_dir": str(cache.directory),
+        "cache_settings": launch._settings(cache),
+        "token": str(token),
+    }
+    assert len(launch._check(one_rank_launch, job)) == 6
+    assert not token.exists()  # rank 0 removes its token once checked
+    other = {**job, "cache_settings": {**job["cache_settings"], "count": 7}}
+    with pytest.raises(ValueError, match=r"^torchrun rank 0: image cache .* in count;"):
+        launch._check(one_rank_launch, other)
+    with pytest.raises(ValueError, match="checkpoint directory .* is not rank 0's"):
+        launch._check(one_rank_launch, job)  # the token is gone: another folder

@@ -158,6 +158,14 @@ def fault_callbacks(rank: int, env: Mapping[str, str] | None = None) -> list[Any
     return [KillOnce(int(parts[1]), Path(parts[2]))]
 
 
+def _settings(cache: Any) -> dict[str, Any]:
+    """The cache's manifest without its directory and file times (as in
+    ``data_fingerprint``): equal on every rank that sees the same cache."""
+    return {
+        k: v for k, v in cache.meta.items() if k not in ("directory", "source_hash")
+    }
+
+
 def _check(launch: Launch, job: dict[str, Any]) -> Any:
     """Open the job's cache on this rank and look for rank 0's token in the
     checkpoint directory; every rank learns every rank's problem, and all raise
@@ -167,10 +175,12 @@ def _check(launch: Launch, job: dict[str, Any]) -> Any:
     problem, cache = None, None
     try:
         cache = ImageCache.open(job["cache_dir"])
-        if cache.meta.get("count") != job["cache_count"]:
+        mine, main = _settings(cache), job["cache_settings"]
+        differ = sorted(k for k in {*mine, *main} if mine.get(k) != main.get(k))
+        if differ:
             problem = (
-                f"image cache {job['cache_dir']} holds {cache.meta.get('count')} "
-                f"images, rank 0's {job['cache_count']}"
+                f"image cache {job['cache_dir']} differs from rank 0's in "
+                f"{', '.join(differ)}"
             )
     except (OSError, ValueError) as exc:
         problem = str(exc)
@@ -230,7 +240,7 @@ def lead(
     job = {
         "table": table,
         "cache_dir": str(cache.directory),
-        "cache_count": cache.meta.get("count"),
+        "cache_settings": _settings(cache),
         "cfg": cfg,
         "checkpoint_dir": checkpoint_dir,
         "recall_at": recall_at,
