@@ -7,9 +7,9 @@ gloo) plus a gloo *control* group that waits as long as rank 0 needs.
 Rank 0 runs the whole Kedro run (``python -m dml_pipelines.train``); each time
 its training node calls ``train_model``, ``lead`` sends the training job (index
 table, cache directory, resolved config, checkpoint directory, transforms) to
-the other ranks, which ``serve`` jobs until rank 0 ``release``\\ s them: they
-train only, on their shard of every global batch, exactly as the processes of
-``training.devices: N`` do (``core/engine/distributed.py``). Rank 0 alone writes
+the other ranks, which ``serve`` jobs until rank 0 releases them (``release``):
+they train only, on their shard of every global batch, exactly as the processes
+of ``training.devices: N`` do (``core/engine/distributed.py``). Rank 0 alone writes
 checkpoints and results; evaluation runs on rank 0 after training.
 
 Every rank must see the image cache and the checkpoint directory at the same
@@ -19,10 +19,11 @@ project root. ``lead`` checks it before training (one line naming the rank).
 Elastic restarts: torchrun with ``--max-restarts`` (and
 ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``, checked) restarts every process when
 one dies; rank 0's Kedro run starts again and training resumes from the last
-epoch's ``last.pt`` (at most one epoch lost). ``DML_KILL_ONCE=<rank>:<epoch>:<marker>``
-makes rank ``<rank>`` kill itself (SIGKILL) after the first step of 1-based epoch
-``<epoch>`` unless ``<marker>`` exists (it is created first): the fault the
-restart test injects. See ``docs/distributed.md``.
+epoch's ``last.pt`` (at most one epoch lost).
+``DML_KILL_ONCE=<rank>:<epoch>:<marker>`` makes rank ``<rank>`` kill itself
+(SIGKILL) after the first step of 1-based epoch ``<epoch>`` unless ``<marker>``
+exists (it is created first): the fault the restart test injects. See
+``docs/distributed.md``.
 """
 
 from __future__ import annotations
