@@ -13,6 +13,10 @@ batch with ``training.sync_bn`` (torch's ``SyncBatchNorm`` on CUDA,
 ``GlobalBatchNorm`` here on CPU/gloo); frozen BN is left untouched, and layers a
 method applies after its gather already see the global batch. Rank 0 alone
 writes checkpoints and results.
+
+``spawn`` starts the N processes of one machine itself; under ``torchrun`` (any
+number of machines) ``core/engine/launch.py`` joins the group torchrun set up
+(see ``docs/distributed.md``).
 """
 
 from __future__ import annotations
@@ -149,15 +153,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def init_group(local_rank: int, local_world: int) -> None:
+    """Join the default process group from the environment (``MASTER_ADDR``,
+    ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE``): NCCL on GPU ``local_rank`` when
+    this machine has a GPU per local process, else gloo."""
+    use_cuda = torch.cuda.is_available() and torch.cuda.device_count() >= local_world
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+
+
 def _entry(rank: int, fn: Callable, world: int, port: int, args: tuple) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
         WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
     )  # fmt: skip
-    use_cuda = torch.cuda.is_available() and torch.cuda.device_count() >= world
-    if use_cuda:
-        torch.cuda.set_device(rank)
-    dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world)
+    init_group(rank, world)
     try:
         fn(rank, world, *args)
     finally:

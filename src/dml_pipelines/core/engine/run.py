@@ -366,7 +366,9 @@ def train_model(
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train ``cfg.method`` on the training rows of ``table``; with
     ``training.devices: N > 1`` in N processes on shards of each global batch
-    (``core/engine/distributed.py``), rank 0 writing the results.
+    (``core/engine/distributed.py``), rank 0 writing the results; under
+    ``torchrun`` (``python -m dml_pipelines.train``) in torchrun's processes
+    (``core/engine/launch.py``, ``docs/distributed.md``).
 
     ``transforms``: the training preset to use (the Kedro node passes the one
     rebuilt from the run's ``augmentation`` dataset); it must be the one
@@ -391,6 +393,14 @@ def train_model(
         raise ValueError(
             "train_model: transforms differ from the preset cfg.transforms "
             f"resolves to ({transforms.preset!r} with other fields)"
+        )
+    from dml_pipelines.core.engine import launch
+
+    if launch.current() is not None:  # rank 0 under torchrun (docs/distributed.md)
+        if callbacks:
+            raise ValueError("train_model: extra callbacks need one process")
+        return launch.lead(
+            table, cache, cfg, checkpoint_dir, recall_at, transforms, run_files
         )
     world = cfg.training.devices
     if world == 1:
@@ -421,6 +431,7 @@ def train_model(
             recall_at,
             transforms,
             out,
+            None,
             run_files,
         )
         spawn(_fit_rank, world, args)
@@ -429,9 +440,20 @@ def train_model(
 
 
 def _fit_rank(
-    rank, world, table, cache, cfg, checkpoint_dir, recall_at, transforms, out, files
-) -> None:
-    """One rank of a multi-process run; rank 0 saves the result to ``out``."""
+    rank,
+    world,
+    table,
+    cache,
+    cfg,
+    checkpoint_dir,
+    recall_at,
+    transforms,
+    out=None,
+    callbacks=None,
+    run_files=None,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One rank of a multi-process run (``spawn`` or torchrun's
+    ``core/engine/launch.py``); rank 0 also saves the result to ``out``."""
     from dml_pipelines.core.engine.trainer import save_atomic
 
     state, history = _fit(
@@ -440,13 +462,14 @@ def _fit_rank(
         cfg,
         checkpoint_dir,
         recall_at,
-        None,
+        callbacks,
         transforms,
         shard=(rank, world),
-        run_files=files,
+        run_files=run_files,
     )
-    if rank == 0:
+    if rank == 0 and out is not None:
         save_atomic({"state": state, "history": history.to_dict("records")}, out)
+    return state, history
 
 
 def pk_sampler(labels: np.ndarray, cfg: MethodConfig) -> PKSampler:
