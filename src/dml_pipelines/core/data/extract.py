@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 import tarfile
-import tempfile
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from dml_pipelines.core.data._atomic import publish, staging_dir
 
 MARKER = ".extracted.json"
 
@@ -276,8 +276,7 @@ def extract_archives(
                 f"checksum); download it again from {archive.url or 'its source'}"
             )
         record.append({**_signature([(archive, path)])[0], "md5": got})
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    tmp = staging_dir(dest)
     try:
         for archive, path in found:
             into = tmp / archive.into
@@ -289,13 +288,7 @@ def extract_archives(
                 raise ValueError(f"{dataset}: cannot unpack {path}: {why}") from None
         marker = {"dataset": dataset, "layout": layout, "archives": record}
         (tmp / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
-        if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-            os.replace(dest, old / "previous")
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
+        publish(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

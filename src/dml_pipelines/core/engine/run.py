@@ -15,6 +15,7 @@ import torch
 
 from dml_pipelines.core.config import MethodConfig
 from dml_pipelines.core.data.cache import ImageCache
+from dml_pipelines.core.data.fingerprint import data_fingerprint
 from dml_pipelines.core.data.loader import make_loader
 from dml_pipelines.core.data.samplers import PKSampler
 from dml_pipelines.core.data.transforms import Transforms, build_transforms
@@ -175,31 +176,6 @@ def cache_record(cache: ImageCache) -> dict[str, Any]:
         "count": len(cache),
         "source_hash": m.get("source_hash"),
     }
-
-
-def data_fingerprint(table: pd.DataFrame, rows: np.ndarray, cache: ImageCache) -> str:
-    """Fingerprint of the training data: the index rows (path, label, box) and
-    the cache's settings (its size ``resize_shorter`` included), offsets and a
-    strided sample of its pixels (≤ 4 MiB hashed, so a dataset swapped under the
-    same file names is noticed). The cache's ``source_hash`` (file modification
-    times) is left out: a restored copy of the same data keeps its fingerprint."""
-    import hashlib
-    import json
-
-    h = hashlib.sha256()
-    cols = [c for c in ("path", "label", "x1", "y1", "x2", "y2") if c in table]
-    h.update(pd.util.hash_pandas_object(table.loc[rows, cols], index=True).values)
-    meta = {
-        k: v for k, v in cache.meta.items() if k not in ("directory", "source_hash")
-    }
-    h.update(json.dumps(meta, sort_keys=True, default=str).encode())
-    positions = cache.positions_of(rows)
-    h.update(np.ascontiguousarray(positions).tobytes())
-    step = max(1, len(positions) // 256)
-    for pos in positions[::step]:
-        img = cache.image(int(pos))
-        h.update(np.ascontiguousarray(img.reshape(-1)[:: max(1, img.size // 16384)]))
-    return h.hexdigest()[:16]
 
 
 def noisy_labels(
