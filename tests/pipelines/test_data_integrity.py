@@ -288,6 +288,60 @@ def test_extract_stage_unpacks_new_archives_and_fingerprints_the_root(
     assert json.loads(out.read_text())["fingerprint"] != first["fingerprint"]
 
 
+def test_extract_stage_skips_md5_checks_for_a_repacked_copy(project, capsys):
+    """Issue 24 point 11: the ``extract`` stage's no-checksum option is an empty
+    ``no-checksum`` file beside the archives; the record says so."""
+    from dml_pipelines.pipelines.data.source import main
+    from tests.core.data.formats.fixtures import pack_download
+
+    _, downloads, _ = pack_download("cub200", "caltech", project / "tmp")
+    archives = project / "data/00_archives/cub200"
+    archives.parent.mkdir(parents=True)
+    downloads.rename(archives)  # re-packed: not the published MD5
+    out = project / "data/02_intermediate/cub200/source.json"
+    assert main(["cub200", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has MD5 " in err
+    assert err.rstrip().endswith(
+        "(a re-packed copy: skip the MD5 check with --no-checksum, or in the "
+        "extract stage with an empty file data/00_archives/cub200/no-checksum)"
+    )
+    (archives / "no-checksum").touch()
+    assert main(["cub200", str(out)]) == 0
+    assert json.loads(out.read_text())["archives"] == {"CUB_200_2011.tgz": "skipped"}
+    assert (project / "data/01_raw/cub200/CUB_200_2011/images.txt").is_file()
+
+
+def test_extract_stage_finds_the_inshop_download_as_distributed(project):
+    """Issue 24 point 11: In-Shop as distributed (``Img/img.zip``, ``Eval/``,
+    ``Anno/`` in the benchmark's folder), copied into data/00_archives/inshop."""
+    from dml_pipelines.core.data import read_index
+    from dml_pipelines.pipelines.data.source import main
+    from tests.core.data.formats.fixtures import pack_download
+
+    unpacked, flat, info = pack_download("inshop", "deepfashion", project / "tmp")
+    top = project / "data/00_archives/inshop/In-shop Clothes Retrieval Benchmark"
+    for name, into in (
+        ("img.zip", "Img"),
+        ("list_eval_partition.txt", "Eval"),
+        ("list_bbox_inshop.txt", "Anno"),
+    ):
+        (top / into).mkdir(parents=True)
+        (flat / name).rename(top / into / name)
+    out = project / "data/02_intermediate/inshop/source.json"
+    assert main(["inshop", str(out)]) == 0
+    assert json.loads(out.read_text())["archives"] == {
+        "img.zip": "none published",
+        "list_eval_partition.txt": "none published",
+        "list_bbox_inshop.txt": "none published",
+    }
+    counts = info["expected_counts"]
+    pd.testing.assert_frame_equal(
+        read_index("inshop", project / "data/01_raw/inshop", expected_counts=counts),
+        read_index("inshop", unpacked, expected_counts=counts),
+    )
+
+
 def test_extract_stage_names_a_missing_root_in_one_line(project, capsys):
     from dml_pipelines.pipelines.data.source import main
 
