@@ -210,3 +210,16 @@ def test_the_inshop_download_as_distributed_is_found(tmp_path):
     (top / "img.zip").write_bytes((top / "Img/img.zip").read_bytes())
     with pytest.raises(ValueError, match=r"inshop: img.zip found 2 times: .*; pass"):
         extract_archives("inshop", [tmp_path / "download"], tmp_path / "raw2")
+
+
+def test_an_interrupted_extraction_is_cleaned_up_by_the_next(tmp_path):
+    """A killed extraction leaves ``.raw.tmp-*`` beside the destination (no
+    ``finally`` runs); the next extraction of that destination removes it."""
+    _, downloads, _ = pack_download("sop", "cvgl", tmp_path)
+    dest = tmp_path / "raw"
+    left = tmp_path / ".raw.tmp-k1ll3d" / "Stanford_Online_Products"
+    left.mkdir(parents=True)
+    (left / "Ebay_train.txt").write_text("half written")
+    extract_archives("sop", [downloads], dest, checksums=no_checks("sop"))
+    assert (dest / "Stanford_Online_Products/Ebay_train.txt").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
