@@ -317,17 +317,11 @@ def test_extract_stage_finds_the_inshop_download_as_distributed(project):
     ``Anno/`` in the benchmark's folder), copied into data/00_archives/inshop."""
     from dml_pipelines.core.data import read_index
     from dml_pipelines.pipelines.data.source import main
-    from tests.core.data.formats.fixtures import pack_download
+    from tests.core.data.formats.fixtures import distribute_inshop, pack_download
 
     unpacked, flat, info = pack_download("inshop", "deepfashion", project / "tmp")
     top = project / "data/00_archives/inshop/In-shop Clothes Retrieval Benchmark"
-    for name, into in (
-        ("img.zip", "Img"),
-        ("list_eval_partition.txt", "Eval"),
-        ("list_bbox_inshop.txt", "Anno"),
-    ):
-        (top / into).mkdir(parents=True)
-        (flat / name).rename(top / into / name)
+    distribute_inshop(flat, top)
     out = project / "data/02_intermediate/inshop/source.json"
     assert main(["inshop", str(out)]) == 0
     assert json.loads(out.read_text())["archives"] == {

@@ -18,7 +18,7 @@ from dml_pipelines.core.data.extract import (
     md5sum,
 )
 
-from .formats.fixtures import pack_download
+from .formats.fixtures import distribute_inshop, pack_download
 
 CASES = [
     ("cub200", "caltech", "CUB_200_2011"),
@@ -193,13 +193,7 @@ def test_the_inshop_download_as_distributed_is_found(tmp_path):
     inside the benchmark's folder; a file found twice is refused."""
     unpacked, flat, info = pack_download("inshop", "deepfashion", tmp_path)
     top = tmp_path / "download" / "In-shop Clothes Retrieval Benchmark"
-    for name, into in (
-        ("img.zip", "Img"),
-        ("list_eval_partition.txt", "Eval"),
-        ("list_bbox_inshop.txt", "Anno"),
-    ):
-        (top / into).mkdir(parents=True)
-        (flat / name).rename(top / into / name)
+    distribute_inshop(flat, top)
     dest = tmp_path / "raw"
     extract_archives("inshop", [tmp_path / "download"], dest)
     counts = info["expected_counts"]
