@@ -1,6 +1,8 @@
-"""Issue 17 (points 1-4) through the real ``data`` pipeline and DVC: empty splits
-fail at ingestion, skipped images leave the index table and the cache in
-agreement, and ``dvc repro`` notices a new data root."""
+"""Issue 17 (points 1-4) and issue 24 (points 9, 10, 12) through the real ``data``
+pipeline and DVC: empty splits fail at ingestion, skipped images leave the index
+table and the cache in agreement, ``dvc repro`` notices a new data root, a breach
+of the CSV contract is a one-line error naming the file and line(s), and an
+interrupted cache build leaves nothing behind after the next run."""
 
 from __future__ import annotations
 
@@ -112,6 +114,102 @@ def test_skipped_csv_is_written_beside_the_index_table(project):
     assert sorted(skipped["path"]) == ["img/1/0.jpg", "img/5/1.jpg", "img/6/2.jpg"]
 
 
+def _rewrite_csv(root, edit) -> None:
+    """``edit(lines)`` -> the new lines of ``root/index.csv`` (header = line 1)."""
+    path = root / "index.csv"
+    path.write_text("\n".join(edit(path.read_text().splitlines())) + "\n")
+
+
+def _numbered(lines, label_of=lambda c, i: str(c)):
+    """Rows labelled with their class number (``img/<c>/<i>.jpg``)."""
+    out = [lines[0]]
+    for line in lines[1:]:
+        rel, _, split = line.split(",")
+        c, i = (int(part) for part in rel[len("img/") : -len(".jpg")].split("/"))
+        out.append(f"{rel},{label_of(c, i)},{split}")
+    return out
+
+
+CSV = "data/01_raw/csv/index.csv"
+BREACHES = {
+    # rows: line 2 + 3c + i holds img/<c>/<i>.jpg of class c (8 classes x 3)
+    "duplicate row": (
+        lambda lines: [*lines, lines[1]],
+        f"csv: malformed row in {CSV} line 26: duplicate row: repeats line 2 "
+        "(img/0/0.jpg)",
+    ),
+    "one file in two splits": (
+        lambda lines: [*lines, "./img/0/0.jpg,class_0,test"],
+        f"csv: malformed row in {CSV} line 26: ./img/0/0.jpg is in split test here "
+        "and in split train on line 2; a file belongs to one split",
+    ),
+    "6 and 6.0": (
+        lambda lines: _numbered(lines, lambda c, i: "6.0" if (c, i) == (6, 1) else c),
+        f"csv: malformed row in {CSV} line 21: label '6.0' and label '6' on line "
+        "20 are the same number written differently (they would be two classes); "
+        "write each label one way",
+    ),
+    "label beyond int64": (
+        lambda lines: _numbered(lines, lambda c, i: 2**63 if c == 7 else c),
+        f"csv: malformed row in {CSV} line 23: label 9223372036854775808 is beyond "
+        "int64 (-9223372036854775808..9223372036854775807); use smaller ids or names",
+    ),
+}
+
+
+@pytest.mark.parametrize("breach", list(BREACHES))
+def test_a_csv_contract_breach_is_one_line_naming_the_lines(project, breach):
+    root = write_csv_dataset(project / "data/01_raw/csv")
+    edit, message = BREACHES[breach]
+    _rewrite_csv(root, edit)
+    with pytest.raises(ValueError) as err:
+        run(project, "data", {"dataset": "csv"})
+    assert str(err.value) == message
+    assert not (project / "data/02_intermediate/csv/index_table.parquet").exists()
+
+
+def test_a_latin1_csv_is_one_line_naming_the_file(project):
+    root = write_csv_dataset(project / "data/01_raw/csv")
+    text = (root / "index.csv").read_text().replace("class_3", "caf\u00e9")
+    (root / "index.csv").write_bytes(text.encode("latin-1"))
+    with pytest.raises(ValueError) as err:
+        run(project, "data", {"dataset": "csv"})
+    assert str(err.value) == (
+        f"csv: {CSV} is not UTF-8 text (byte 0xe9 on line 11); save it as UTF-8, "
+        "e.g. iconv -f latin1 -t utf-8"
+    )
+
+
+def test_an_image_that_fails_to_decode_names_its_csv_line(project):
+    root = write_csv_dataset(project / "data/01_raw/csv")
+    _corrupt(root)
+    (root / "img/1/0.jpg").write_bytes((root / "img/1/1.jpg").read_bytes())
+    (root / "img/5/1.jpg").write_bytes((root / "img/5/0.jpg").read_bytes())
+    with pytest.raises(ValueError) as err:
+        run(project, "data", {"dataset": "csv"})
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith(
+        f"cannot decode image img/6/2.jpg (row 20, {CSV} line 22): "
+    ), msg
+
+
+def test_the_next_data_run_removes_what_an_interrupted_build_left(project):
+    """A build killed mid-way (no ``finally`` runs) leaves its temporary folder,
+    or the swapped-out old cache, inside the DVC output data/03_primary/csv."""
+    write_csv_dataset(project / "data/01_raw/csv")
+    primary = project / "data/03_primary/csv"
+    for left in (".cache_original.tmp-k1ll3d", ".cache_original.old-k1ll3d/previous"):
+        (primary / left).mkdir(parents=True)
+        (primary / left / "pixels.u8").write_bytes(b"\0" * 64)
+    (primary / ".keep.tmp-other").mkdir()  # not a leftover of this cache
+    run(project, "data", {"dataset": "csv"})
+    assert sorted(p.name for p in primary.iterdir() if p.name.startswith(".")) == [
+        ".keep.tmp-other"
+    ]
+    assert len(ImageCache.open(primary / "cache_original")) == 24
+
+
 def _ran(out: str) -> set[str]:
     return {
         line.split("'")[1] for line in out.splitlines() if "Running stage '" in line
@@ -188,6 +286,54 @@ def test_extract_stage_unpacks_new_archives_and_fingerprints_the_root(
     os.utime(victim, ns=(0, victim.stat().st_mtime_ns + 1))
     assert main(["cub200", str(out)]) == 0
     assert json.loads(out.read_text())["fingerprint"] != first["fingerprint"]
+
+
+def test_extract_stage_skips_md5_checks_for_a_repacked_copy(project, capsys):
+    """Issue 24 point 11: the ``extract`` stage's no-checksum option is an empty
+    ``no-checksum`` file beside the archives; the record says so."""
+    from dml_pipelines.pipelines.data.source import main
+    from tests.core.data.formats.fixtures import pack_download
+
+    _, downloads, _ = pack_download("cub200", "caltech", project / "tmp")
+    archives = project / "data/00_archives/cub200"
+    archives.parent.mkdir(parents=True)
+    downloads.rename(archives)  # re-packed: not the published MD5
+    out = project / "data/02_intermediate/cub200/source.json"
+    assert main(["cub200", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has MD5 " in err
+    assert err.rstrip().endswith(
+        "(a re-packed copy: skip the MD5 check with --no-checksum, or in the "
+        "extract stage with an empty file data/00_archives/cub200/no-checksum)"
+    )
+    (archives / "no-checksum").touch()
+    assert main(["cub200", str(out)]) == 0
+    assert json.loads(out.read_text())["archives"] == {"CUB_200_2011.tgz": "skipped"}
+    assert (project / "data/01_raw/cub200/CUB_200_2011/images.txt").is_file()
+
+
+def test_extract_stage_finds_the_inshop_download_as_distributed(project):
+    """Issue 24 point 11: In-Shop as distributed (``Img/img.zip``, ``Eval/``,
+    ``Anno/`` in the benchmark's folder), copied into data/00_archives/inshop."""
+    from dml_pipelines.core.data import read_index
+    from dml_pipelines.pipelines.data.source import main
+    from tests.core.data.formats.fixtures import distribute_inshop, pack_download
+
+    unpacked, flat, info = pack_download("inshop", "deepfashion", project / "tmp")
+    top = project / "data/00_archives/inshop/In-shop Clothes Retrieval Benchmark"
+    distribute_inshop(flat, top)
+    out = project / "data/02_intermediate/inshop/source.json"
+    assert main(["inshop", str(out)]) == 0
+    assert json.loads(out.read_text())["archives"] == {
+        "img.zip": "none published",
+        "list_eval_partition.txt": "none published",
+        "list_bbox_inshop.txt": "none published",
+    }
+    counts = info["expected_counts"]
+    pd.testing.assert_frame_equal(
+        read_index("inshop", project / "data/01_raw/inshop", expected_counts=counts),
+        read_index("inshop", unpacked, expected_counts=counts),
+    )
 
 
 def test_extract_stage_names_a_missing_root_in_one_line(project, capsys):

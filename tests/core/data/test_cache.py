@@ -204,7 +204,13 @@ def test_positions_of_maps_row_ids_and_names_missing_ones(root, tmp_path):
 def test_files_meta_and_manifest(root, tmp_path):
     cache = build_cache(_table(PATHS), root, tmp_path / "c", resize_shorter=9)
     names = sorted(p.name for p in (tmp_path / "c").iterdir())
-    assert names == ["meta.json", "offsets.npy", "pixels.u8", "row_ids.npy"]
+    assert names == [
+        "digests.npy",
+        "meta.json",
+        "offsets.npy",
+        "pixels.u8",
+        "row_ids.npy",
+    ]
     offsets = np.load(tmp_path / "c/offsets.npy")
     assert offsets.dtype == np.int64 and offsets.shape == (len(PATHS), 4)
     meta = json.loads((tmp_path / "c/meta.json").read_text())

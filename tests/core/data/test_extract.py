@@ -18,7 +18,7 @@ from dml_pipelines.core.data.extract import (
     md5sum,
 )
 
-from .formats.fixtures import pack_download
+from .formats.fixtures import distribute_inshop, pack_download
 
 CASES = [
     ("cub200", "caltech", "CUB_200_2011"),
@@ -62,7 +62,9 @@ def test_checksums_are_verified_before_anything_is_unpacked(tmp_path):
     good = md5sum(downloads / "CUB_200_2011.tgz")
     extract_archives("cub200", [downloads], dest, checksums={"CUB_200_2011.tgz": good})
     assert (dest / "CUB_200_2011/images.txt").is_file()
-    assert json.loads((dest / MARKER).read_text())["archives"][0]["md5"] == good
+    marker = json.loads((dest / MARKER).read_text())
+    assert marker["archives"][0]["md5"] == good
+    assert marker["archives"][0]["md5_check"] == "given"
 
 
 def test_a_failed_extraction_never_looks_complete(tmp_path):
@@ -136,3 +138,82 @@ def test_command_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("Error: cub200: no complete set of archives")
     assert err.count("\n") == 1
+
+
+def _flip_inside(archive, content: bytes) -> None:
+    """Flip one bit of the first copy of ``content`` stored in ``archive``."""
+    data = bytearray(archive.read_bytes())
+    at = data.index(content) + len(content) // 2
+    data[at] ^= 0x01
+    archive.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("dataset", "layout", "archive", "member", "why"),
+    [
+        (
+            "cub200",
+            "caltech",
+            "CUB_200_2011.tgz",
+            "CUB_200_2011/images.txt",
+            "BadGzipFile: CRC check failed",
+        ),
+        (
+            "sop",
+            "cvgl",
+            "Stanford_Online_Products.zip",
+            "Stanford_Online_Products/Ebay_train.txt",
+            "BadZipFile: Bad CRC-32 for file",
+        ),
+    ],
+)
+def test_a_bit_flipped_archive_fails_without_md5_checks(
+    tmp_path, capsys, dataset, layout, archive, member, why
+):
+    """Issue 24 point 11: without the MD5 (``--no-checksum``, a re-packed copy)
+    the archive's own CRC still catches a flipped bit in a member's bytes (the
+    archives are stored uncompressed so that the flip decodes silently)."""
+    unpacked, downloads, _ = pack_download(dataset, layout, tmp_path)
+    path = downloads / archive
+    if archive.endswith(".tgz"):
+        with tarfile.open(path, "w:gz", compresslevel=0) as tar:
+            tar.add(unpacked, arcname=unpacked.name)
+    _flip_inside(path, (unpacked.parent / member).read_bytes()[:64])
+    dest = tmp_path / "raw"
+    assert main([dataset, str(downloads), "--dest", str(dest), "--no-checksum"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"Error: {dataset}: cannot unpack {path}: {why}"), err
+    assert err.count("\n") == 1
+    assert not dest.exists()
+    assert list(tmp_path.glob(".raw.*")) == []
+
+
+def test_the_inshop_download_as_distributed_is_found(tmp_path):
+    """The In-Shop files as distributed: ``Img/img.zip``, ``Eval/`` and ``Anno/``
+    inside the benchmark's folder; a file found twice is refused."""
+    unpacked, flat, info = pack_download("inshop", "deepfashion", tmp_path)
+    top = tmp_path / "download" / "In-shop Clothes Retrieval Benchmark"
+    distribute_inshop(flat, top)
+    dest = tmp_path / "raw"
+    extract_archives("inshop", [tmp_path / "download"], dest)
+    counts = info["expected_counts"]
+    pd.testing.assert_frame_equal(
+        read_index("inshop", dest, expected_counts=counts),
+        read_index("inshop", unpacked, expected_counts=counts),
+    )
+    (top / "img.zip").write_bytes((top / "Img/img.zip").read_bytes())
+    with pytest.raises(ValueError, match=r"inshop: img.zip found 2 times: .*; pass"):
+        extract_archives("inshop", [tmp_path / "download"], tmp_path / "raw2")
+
+
+def test_an_interrupted_extraction_is_cleaned_up_by_the_next(tmp_path):
+    """A killed extraction leaves ``.raw.tmp-*`` beside the destination (no
+    ``finally`` runs); the next extraction of that destination removes it."""
+    _, downloads, _ = pack_download("sop", "cvgl", tmp_path)
+    dest = tmp_path / "raw"
+    left = tmp_path / ".raw.tmp-k1ll3d" / "Stanford_Online_Products"
+    left.mkdir(parents=True)
+    (left / "Ebay_train.txt").write_text("half written")
+    extract_archives("sop", [downloads], dest, checksums=no_checks("sop"))
+    assert (dest / "Stanford_Online_Products/Ebay_train.txt").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

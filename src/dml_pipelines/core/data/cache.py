@@ -12,8 +12,15 @@ Directory layout (``FORMAT_VERSION`` 1)::
     pixels.u8     raw uint8 bytes, every image in HWC order, back to back
     offsets.npy   int64 (N, 4): byte offset, height, width, channels
     row_ids.npy   int64 (N,): the index-table row id of each cached image
+    digests.npy   uint8 (N, 16): BLAKE2b-128 of each image file's raw bytes, read
+                  once for the decode (what the data fingerprint identifies the
+                  training images by; docs/protocols.md "Data fingerprint")
     meta.json     format, version, count, resize_shorter, use_bbox, skipped rows,
                   source_hash
+
+Caches written before the digests were recorded lack ``digests.npy``; they still
+open (``ImageCache.digests`` is ``None``), but training refuses them until they are
+rebuilt (``dml_pipelines.core.data.fingerprint.data_fingerprint``).
 
 The training augmentation crops from these already-resized images, so the cache's
 ``resize_shorter`` belongs in the protocol card (``ImageCache.manifest``).
@@ -30,11 +37,11 @@ caches were built from the same source files.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
 import shutil
-import tempfile
 import warnings
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -48,17 +55,22 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
+from dml_pipelines.core.data._atomic import publish, staging_dir
+from dml_pipelines.core.data.index import row_origin
+
 FORMAT = "dml_pipelines.image_cache"
 FORMAT_VERSION = 1
 FILES = ("pixels.u8", "offsets.npy", "row_ids.npy", "meta.json")
+DIGESTS = "digests.npy"
+DIGEST_SIZE = 16  # bytes of BLAKE2b per image file
 BOX_COLUMNS = ("x1", "y1", "x2", "y2")
 _CHUNK = 16  # rows per worker task
 _WARN_LIST = 5  # skipped files named in the warning
 
 # (row_id, relative path, absolute path, box or None, resize_shorter)
 _Task = tuple[int, str, str, "tuple[float, float, float, float] | None", "int | None"]
-# (row_id, relative path, pixels or None, reason or None)
-_Result = tuple[int, str, "np.ndarray | None", "str | None"]
+# (row_id, relative path, pixels or None, reason or None, file digest or None)
+_Result = tuple[int, str, "np.ndarray | None", "str | None", "bytes | None"]
 
 
 def resized_size(width: int, height: int, shorter: int) -> tuple[int, int]:
@@ -119,10 +131,21 @@ def decode_image(
         OSError, ValueError: the file is missing, empty, not an image, truncated, or
             the box is empty after clipping (``build_cache`` reports these per file).
     """
-    path = Path(path)
-    if path.is_file() and path.stat().st_size == 0:
+    return _decode_bytes(Path(path).read_bytes(), box, resize_shorter)
+
+
+def file_digest(data: bytes) -> bytes:
+    """BLAKE2b-128 of an image file's raw bytes (``digests.npy``)."""
+    return hashlib.blake2b(data, digest_size=DIGEST_SIZE).digest()
+
+
+def _decode_bytes(
+    data: bytes, box: Sequence[float] | None, resize_shorter: int | None
+) -> np.ndarray:
+    """``decode_image`` of a file's bytes."""
+    if not data:
         raise ValueError("empty file (0 bytes)")
-    with Image.open(path) as img:
+    with Image.open(io.BytesIO(data)) as img:
         img.load()  # the full decode; truncation raises here
         img = to_rgb(ImageOps.exif_transpose(img))
     if box is not None:
@@ -144,14 +167,16 @@ def decode_image(
 
 
 def _decode_task(task: _Task) -> _Result:
+    """Read one file once: its digest and its decoded pixels (or why not)."""
     row_id, rel, full, box, resize = task
     try:
-        return row_id, rel, decode_image(full, box, resize), None
+        data = Path(full).read_bytes()
+        return row_id, rel, _decode_bytes(data, box, resize), None, file_digest(data)
     except FileNotFoundError:
-        return row_id, rel, None, "file not found"
+        return row_id, rel, None, "file not found", None
     except Exception as exc:  # any decoder failure is reported per file
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())
-        return row_id, rel, None, reason.replace(full, rel)  # no machine paths
+        return row_id, rel, None, reason.replace(full, rel), None  # no machine paths
 
 
 def _decode_chunk(tasks: list[_Task]) -> list[_Result]:
@@ -236,19 +261,6 @@ def _claim(directory: Path) -> None:
         )
 
 
-def _publish(tmp: Path, directory: Path) -> None:
-    """Move the finished ``tmp`` into place (rename; an old cache is swapped out)."""
-    if directory.exists():
-        old = Path(
-            tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent)
-        )
-        os.replace(directory, old / "cache")
-        os.replace(tmp, directory)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, directory)
-
-
 def build_cache(
     table: pd.DataFrame,
     root: str | Path,
@@ -264,9 +276,11 @@ def build_cache(
     Images are decoded as RGB (grey, palette, CMYK, 16-bit and RGBA are
     converted; alpha is dropped) with their EXIF orientation applied, cropped to
     their box if ``use_bbox`` (rows without a box keep the whole image), then
-    resized (shorter side, see ``decode_image``). The cache is written to a temporary
-    directory beside ``directory`` and renamed into place, so a failed build leaves
-    the previous cache (if any) untouched.
+    resized (shorter side, see ``decode_image``). Each file is read once: its bytes
+    are decoded and digested (``digests.npy``, BLAKE2b-128). The cache is written
+    to a temporary directory beside ``directory`` and renamed into place, so a
+    failed build leaves the previous cache (if any) untouched; the temporary
+    folders an interrupted (killed) build left there are removed first.
 
     Args:
         table: index table (specs/datasets.md §1); its index holds the row ids, its
@@ -311,22 +325,23 @@ def build_cache(
     tasks, no_box = _tasks(table, root, resize_shorter, use_bbox)
     source = source_hash(table, root, use_bbox=use_bbox)
     _claim(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    tmp = staging_dir(directory)
     try:
         offsets: list[tuple[int, int, int, int]] = []
         row_ids: list[int] = []
+        digests: list[bytes] = []
         skipped: list[dict[str, Any]] = []
         offset = 0
         with (
             open(tmp / "pixels.u8", "wb") as f,
             closing(_decoded(tasks, num_workers)) as results,
         ):
-            for row_id, rel, pixels, reason in results:
+            for row_id, rel, pixels, reason, digest in results:
                 if pixels is None:
                     if on_error == "raise":
                         raise ValueError(
-                            f"cannot decode image {rel} (row {row_id}): {reason}"
+                            f"cannot decode image {rel} "
+                            f"({row_origin(table, row_id)}): {reason}"
                         )
                     skipped.append({"row_id": row_id, "path": rel, "reason": reason})
                     continue
@@ -334,6 +349,7 @@ def build_cache(
                 h, w, c = pixels.shape
                 offsets.append((offset, h, w, c))
                 row_ids.append(row_id)
+                digests.append(digest)
                 offset += pixels.nbytes
         if skipped and not row_ids:
             raise ValueError(
@@ -342,6 +358,10 @@ def build_cache(
             )
         np.save(tmp / "offsets.npy", np.asarray(offsets, dtype=np.int64).reshape(-1, 4))
         np.save(tmp / "row_ids.npy", np.asarray(row_ids, dtype=np.int64))
+        np.save(
+            tmp / DIGESTS,
+            np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, DIGEST_SIZE),
+        )
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -354,7 +374,7 @@ def build_cache(
             "source_hash": source,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        _publish(tmp, directory)
+        publish(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -388,12 +408,14 @@ class ImageCache:
         offsets: np.ndarray,
         row_ids: np.ndarray,
         meta: dict[str, Any],
+        digests: np.ndarray | None = None,
     ) -> None:
         self.directory = directory
         self._pixels = pixels
         self._offsets = offsets
         self._row_ids = row_ids
         self._meta = meta
+        self._digests = digests
         self._lookup: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
@@ -423,6 +445,11 @@ class ImageCache:
             meta = json.loads((directory / "meta.json").read_text())
             offsets = np.load(directory / "offsets.npy", allow_pickle=False)
             row_ids = np.load(directory / "row_ids.npy", allow_pickle=False)
+            digests = (
+                np.load(directory / DIGESTS, allow_pickle=False)
+                if (directory / DIGESTS).is_file()
+                else None
+            )
         except (OSError, ValueError) as exc:
             raise broken(" ".join(f"{type(exc).__name__}: {exc}".split())) from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -444,6 +471,13 @@ class ImageCache:
             )
         if n != len(row_ids):
             raise broken(f"meta.json count {n} but {len(row_ids)} row ids")
+        if digests is not None and (
+            digests.dtype != np.uint8 or digests.shape != (len(row_ids), DIGEST_SIZE)
+        ):
+            raise broken(
+                f"{DIGESTS} has shape {digests.shape} dtype {digests.dtype}, "
+                f"expected uint8 ({len(row_ids)}, {DIGEST_SIZE})"
+            )
         sizes = offsets[:, 1] * offsets[:, 2] * offsets[:, 3]
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if n else sizes
         if (
@@ -464,7 +498,7 @@ class ImageCache:
             )
         else:
             pixels = np.empty(0, dtype=np.uint8)
-        return cls(directory, pixels, offsets, row_ids, meta)
+        return cls(directory, pixels, offsets, row_ids, meta, digests)
 
     def __len__(self) -> int:
         return len(self._row_ids)
@@ -487,6 +521,12 @@ class ImageCache:
     def shapes(self) -> np.ndarray:
         """int64 (N, 3): height, width, channels of each cached image."""
         return self._offsets[:, 1:]
+
+    @property
+    def digests(self) -> np.ndarray | None:
+        """uint8 (N, 16): BLAKE2b-128 of each cached image's file bytes, in cache
+        order; ``None`` for a cache built before they were recorded."""
+        return self._digests
 
     @property
     def meta(self) -> dict[str, Any]:

@@ -20,17 +20,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import lzma
 import shutil
 import sys
 import tarfile
-import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from dml_pipelines.core.data._atomic import publish, staging_dir
+
 MARKER = ".extracted.json"
+NO_CHECKSUM_HINT = (
+    "skip the MD5 check with --no-checksum, or in the extract stage with an empty "
+    "file data/00_archives/{dataset}/no-checksum"
+)
 
 
 @dataclass(frozen=True)
@@ -150,13 +156,21 @@ def _safe_member(dataset: str, archive: Path, name: str) -> None:
 
 
 def _unpack_tar(dataset: str, archive: Path, dest: Path) -> None:
+    """Unpack a tar (any compression), then read the compressed stream to its end:
+    ``tarfile`` stops at the end-of-archive blocks (or, silently, at a header
+    garbled by corruption), before the gzip/bz2/xz trailer whose CRC covers the
+    whole stream, so without this a bit-flipped archive unpacks "successfully"."""
     with tarfile.open(archive) as tar:
         for member in tar.getmembers():
             _safe_member(dataset, archive, member.name)
         tar.extractall(dest, filter="data")
+        while tar.fileobj.read(1 << 20):  # raises on a CRC or length mismatch
+            pass
 
 
 def _unpack_zip(dataset: str, archive: Path, dest: Path) -> None:
+    """Unpack a zip; every member is read to its end, so its CRC-32 is checked
+    (``zipfile`` raises ``BadZipFile`` on a mismatch)."""
     with zipfile.ZipFile(archive) as z:
         for name in z.namelist():
             _safe_member(dataset, archive, name)
@@ -168,6 +182,18 @@ def _copy_file(dataset: str, archive: Path, dest: Path) -> None:
     shutil.copy2(archive, dest / archive.name)
 
 
+UNPACK_ERRORS = (
+    tarfile.TarError,
+    zipfile.BadZipFile,
+    EOFError,
+    OSError,  # gzip.BadGzipFile (CRC), bz2
+    zlib.error,
+    lzma.LZMAError,
+    NotImplementedError,  # zip: a garbled compression method
+    RuntimeError,  # zip: a garbled flag asking for a password
+)
+"""What a corrupt, truncated or bit-flipped archive raises while unpacking."""
+
 UNPACK: dict[str, Callable[[str, Path, Path], None]] = {
     "tar": _unpack_tar,
     "zip": _unpack_zip,
@@ -175,13 +201,26 @@ UNPACK: dict[str, Callable[[str, Path, Path], None]] = {
 }
 
 
-def _files(sources: Sequence[str | Path]) -> dict[str, Path]:
-    """Basename -> path of every file given, or found directly in a folder given."""
-    out: dict[str, Path] = {}
+SEARCH_DEPTH = 2
+"""Folder levels searched below a folder given: the In-Shop download as
+distributed keeps its files in ``Img/``, ``Eval/`` and ``Anno/``, possibly inside
+its ``In-shop Clothes Retrieval Benchmark/`` folder."""
+
+
+def _files(sources: Sequence[str | Path]) -> dict[str, list[Path]]:
+    """Basename -> paths of every file given, or found in a folder given or in
+    its sub-folders (:data:`SEARCH_DEPTH` levels), shallowest first."""
+    out: dict[str, list[Path]] = {}
     for src in map(Path, sources):
-        for path in sorted(src.iterdir()) if src.is_dir() else [src]:
-            if path.is_file():
-                out.setdefault(path.name, path)
+        level = [src]
+        for _ in range(SEARCH_DEPTH + 2):  # the sources, then each level below
+            folders = []
+            for path in level:
+                if path.is_file():
+                    out.setdefault(path.name, []).append(path)
+                elif path.is_dir():
+                    folders.append(path)
+            level = [p for folder in folders for p in sorted(folder.iterdir())]
     return out
 
 
@@ -202,7 +241,13 @@ def find_layout(
     files = _files(sources)
     for layout, archives in LAYOUTS[dataset].items():
         if all(a.name in files for a in archives):
-            return layout, [(a, files[a.name]) for a in archives]
+            for a in archives:
+                if len(set(files[a.name])) > 1:
+                    raise ValueError(
+                        f"{dataset}: {a.name} found {len(files[a.name])} times: "
+                        f"{', '.join(map(str, files[a.name]))}; pass only one"
+                    )
+            return layout, [(a, files[a.name][0]) for a in archives]
     expected = "; ".join(
         f"{layout}: {' + '.join(a.name for a in archives)}"
         for layout, archives in LAYOUTS[dataset].items()
@@ -230,6 +275,24 @@ def is_extracted(dest: Path, found: list[tuple[Archive, Path]]) -> bool:
     return sig == _signature(found)
 
 
+def _md5_check(archive: Archive, overrides: Mapping[str, str | None]) -> str:
+    """How ``archive``'s MD5 was checked: ``published``, ``given`` (an override),
+    ``skipped`` (override ``None``) or ``none published``."""
+    if archive.name in overrides:
+        return "skipped" if overrides[archive.name] is None else "given"
+    return "published" if archive.md5 else "none published"
+
+
+def md5_checks(dest: str | Path) -> dict[str, str]:
+    """Archive name -> how its MD5 was checked (``_md5_check``), from the marker
+    of the extraction in ``dest`` (empty when there is none)."""
+    try:
+        marker = json.loads((Path(dest) / MARKER).read_text())
+        return {a["name"]: a.get("md5_check", "unknown") for a in marker["archives"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 def extract_archives(
     dataset: str,
     sources: Sequence[str | Path],
@@ -253,8 +316,9 @@ def extract_archives(
 
     Raises:
         ValueError: no complete layout among ``sources``, an MD5 mismatch, an
-            archive that cannot be unpacked or holds unsafe member paths, or a
-            foreign ``dest``.
+            archive that cannot be unpacked (corrupt, truncated; the gzip, bz2,
+            xz and zip CRCs are checked even without an MD5) or holds unsafe
+            member paths, or a foreign ``dest``.
     """
     dest = Path(dest)
     layout, found = find_layout(dataset, sources)
@@ -274,32 +338,37 @@ def extract_archives(
             raise ValueError(
                 f"{dataset}: {path} has MD5 {got}, expected {want} (the published "
                 f"checksum); download it again from {archive.url or 'its source'}"
+                f" (a re-packed copy: {NO_CHECKSUM_HINT.format(dataset=dataset)})"
             )
-        record.append({**_signature([(archive, path)])[0], "md5": got})
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+        record.append(
+            {
+                **_signature([(archive, path)])[0],
+                "md5": got,
+                "md5_check": _md5_check(archive, overrides),
+            }
+        )
+    tmp = staging_dir(dest)
     try:
         for archive, path in found:
             into = tmp / archive.into
             into.mkdir(parents=True, exist_ok=True)
             try:
                 UNPACK[archive.kind](dataset, path, into)
-            except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
+            except UNPACK_ERRORS as e:
                 why = " ".join(f"{type(e).__name__}: {e}".split())
                 raise ValueError(f"{dataset}: cannot unpack {path}: {why}") from None
         marker = {"dataset": dataset, "layout": layout, "archives": record}
         (tmp / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
-        if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-            os.replace(dest, old / "previous")
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
+        publish(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+def no_checksums(dataset: str) -> dict[str, None]:
+    """``checksums`` that skip the MD5 check of every file of ``dataset``."""
+    return {a.name: None for archives in LAYOUTS[dataset].values() for a in archives}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -320,13 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     dest = Path(args.dest or f"data/01_raw/{args.dataset}")
-    skip = None
-    if args.no_checksum:
-        skip = {
-            a.name: None
-            for archives in LAYOUTS[args.dataset].values()
-            for a in archives
-        }
+    skip = no_checksums(args.dataset) if args.no_checksum else None
     try:
         extract_archives(args.dataset, args.sources, dest, checksums=skip)
     except (ValueError, FileNotFoundError) as e:

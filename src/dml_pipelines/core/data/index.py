@@ -130,3 +130,22 @@ def check_splits_nonempty(table: pd.DataFrame, name: str, rule: str) -> None:
         raise ValueError(
             f"{name}: the {' and '.join(empty)} {what} empty ({found} images; {rule})"
         )
+
+
+SOURCE_LINES = "source_lines"
+"""``table.attrs`` key of a reader that knows each row's line in its list file:
+``{"file": <path>, "lines": [line of row id 0, line of row id 1, ...]}`` (row ids
+are the reader's 0..N-1 and are kept when rows are dropped later)."""
+
+
+def row_origin(table: pd.DataFrame, row_id: int) -> str:
+    """``"row 11"``, or ``"row 11, <file> line 13"`` when the reader recorded
+    the row's line (:data:`SOURCE_LINES`); for error messages."""
+    source = table.attrs.get(SOURCE_LINES)
+    try:
+        lines = source["lines"]
+        if 0 <= int(row_id) < len(lines):
+            return f"row {row_id}, {source['file']} line {lines[int(row_id)]}"
+    except (TypeError, KeyError, ValueError):
+        pass
+    return f"row {row_id}"

@@ -15,6 +15,7 @@ import torch
 
 from dml_pipelines.core.config import MethodConfig
 from dml_pipelines.core.data.cache import ImageCache
+from dml_pipelines.core.data.fingerprint import data_fingerprint
 from dml_pipelines.core.data.loader import make_loader
 from dml_pipelines.core.data.samplers import PKSampler
 from dml_pipelines.core.data.transforms import Transforms, build_transforms
@@ -176,31 +177,6 @@ def cache_record(cache: ImageCache) -> dict[str, Any]:
         "count": len(cache),
         "source_hash": m.get("source_hash"),
     }
-
-
-def data_fingerprint(table: pd.DataFrame, rows: np.ndarray, cache: ImageCache) -> str:
-    """Fingerprint of the training data: the index rows (path, label, box) and
-    the cache's settings (its size ``resize_shorter`` included), offsets and a
-    strided sample of its pixels (≤ 4 MiB hashed, so a dataset swapped under the
-    same file names is noticed). The cache's ``source_hash`` (file modification
-    times) is left out: a restored copy of the same data keeps its fingerprint."""
-    import hashlib
-    import json
-
-    h = hashlib.sha256()
-    cols = [c for c in ("path", "label", "x1", "y1", "x2", "y2") if c in table]
-    h.update(pd.util.hash_pandas_object(table.loc[rows, cols], index=True).values)
-    meta = {
-        k: v for k, v in cache.meta.items() if k not in ("directory", "source_hash")
-    }
-    h.update(json.dumps(meta, sort_keys=True, default=str).encode())
-    positions = cache.positions_of(rows)
-    h.update(np.ascontiguousarray(positions).tobytes())
-    step = max(1, len(positions) // 256)
-    for pos in positions[::step]:
-        img = cache.image(int(pos))
-        h.update(np.ascontiguousarray(img.reshape(-1)[:: max(1, img.size // 16384)]))
-    return h.hexdigest()[:16]
 
 
 def noisy_labels(
@@ -616,14 +592,15 @@ def check_trained_data(
     state: Mapping[str, Any],
     dataset: str,
     root: str | None,
-    cache_manifest: Mapping[str, Any] | None,
+    fingerprint: str | None = None,
 ) -> None:
     """Refuse to score or describe a model with data other than it was trained
-    and embedded on: another ``datasets.<name>.root`` or another build of the
-    dataset's files (the cache's ``source_hash``).
+    on: another ``datasets.<name>.root``, or (given the current training data's
+    ``fingerprint``, ``data_fingerprint``) other training files.
 
     Raises:
-        ValueError: one line naming the key or cache, both values, and the fix.
+        ValueError: one line naming the key or fingerprint, both values, and the
+            fix.
     """
     trained_root = state.get("data_root")
     if trained_root is not None and root is not None and trained_root != root:
@@ -633,14 +610,21 @@ def check_trained_data(
             f"(kedro run --pipelines=<method> --params dataset={dataset}) "
             "or restore the root"
         )
-    trained = (state.get("cache") or {}).get("source_hash")
-    current = (cache_manifest or {}).get("source_hash")
-    if trained and current and trained != current:
+    trained = state.get("data_fingerprint")
+    if fingerprint and trained and fingerprint != trained:
         raise ValueError(
-            f"dataset {dataset}: its files changed since the model was trained "
-            f"(cache source hash {current} now, {trained} trained); re-run the "
-            "run to train and score on the current files"
+            f"dataset {dataset}: its training files changed since the model was "
+            f"trained (data fingerprint {fingerprint} now, {trained} trained); "
+            "re-run the run to train and score on the current files"
         )
+
+
+def current_data_fingerprint(
+    table: pd.DataFrame, cache: ImageCache, cfg: MethodConfig
+) -> str:
+    """``data_fingerprint`` of the rows ``cfg`` trains on, as training computes it."""
+    rows, _ = training_rows(table, cfg.training)
+    return data_fingerprint(table, rows[np.isin(rows, cache.row_ids)], cache)
 
 
 def num_train_classes(table: pd.DataFrame, cfg: MethodConfig) -> int:

@@ -92,19 +92,18 @@ def cluster_embeddings(
 
 def _trained(
     model_state: dict[str, Any],
-    image_cache: dict[str, Any] | None,
     params: MethodConfig,
     data: DataParams,
     datasets: DatasetTable | None,
     run: RunParams,
 ) -> MethodConfig:
     """The config the model was trained with, once checked to be the current
-    run's (parameters, data root, dataset files)."""
+    run's (parameters; with ``datasets``, the data root)."""
     from dml_pipelines.core.engine.run import check_trained_data, trained_config
 
     cfg = trained_config(model_state, resolve(params, data, run))
     root = datasets.entry(data.name).root if datasets is not None else None
-    check_trained_data(model_state, data.name, root, image_cache)
+    check_trained_data(model_state, data.name, root)
     return cfg
 
 
@@ -138,7 +137,7 @@ def report_metrics(
     """
     from dml_pipelines.core.evaluation.report import metrics_record
 
-    cfg = _trained(model_state, None, params, data, None, run)
+    cfg = _trained(model_state, params, data, None, run)
     t = cfg.training
     return {
         **metrics_record(
@@ -191,7 +190,7 @@ def write_protocol_card(
     """
     from dml_pipelines.core.config import config_hash, protocol_card
 
-    cfg = _trained(model_state, image_cache, params, data, datasets, run)
+    cfg = _trained(model_state, params, data, datasets, run)
     config = cfg.model_dump(mode="json")
     return {
         "dataset": data.name,

@@ -196,6 +196,7 @@ def extract_embeddings(
     """
     from dml_pipelines.core.engine.run import (
         check_trained_data,
+        current_data_fingerprint,
         embedding_set,
         method_from_state,
         num_train_classes,
@@ -203,16 +204,17 @@ def extract_embeddings(
     )
 
     cfg = resolve(params, data, run)
+    cache = open_run_cache(image_cache, cfg, data)
     if model_state is not None:
-        # the model's own resolved config, checked against the current one
+        # the model's own resolved config and data, checked against the current
         cfg = trained_config(model_state, cfg)
-        check_trained_data(model_state, data.name, None, image_cache)
+        fingerprint = current_data_fingerprint(index_table, cache, cfg)
+        check_trained_data(model_state, data.name, None, fingerprint)
     classes = (
         len(model_state["classes"])
         if model_state is not None
         else num_train_classes(index_table, cfg)
     )
     method = method_from_state(model_state, cfg, classes)
-    cache = open_run_cache(image_cache, cfg, data)
     desc = "embed" if model_state is not None else "embed (untrained)"
     return embedding_set(method, index_table, cache, cfg, fold=run.fold, desc=desc)

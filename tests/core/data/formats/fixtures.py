@@ -453,3 +453,15 @@ def pack_download(dataset: str, layout: str, tmp: Path) -> tuple[Path, Path, dic
             pack_tar(downloads / archive, src, [name])
         shutil.copy(src / "cars_test_annos_withlabels.mat", downloads)
     return src, downloads, info
+
+
+def distribute_inshop(downloads: Path, top: Path) -> None:
+    """Move In-Shop's downloaded files into the folders they are distributed in:
+    ``top/Img/img.zip``, ``top/Eval/...``, ``top/Anno/...``."""
+    for name, into in (
+        ("img.zip", "Img"),
+        ("list_eval_partition.txt", "Eval"),
+        ("list_bbox_inshop.txt", "Anno"),
+    ):
+        (top / into).mkdir(parents=True)
+        (downloads / name).rename(top / into / name)

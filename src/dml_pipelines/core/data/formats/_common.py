@@ -16,6 +16,7 @@ Rows dropped by ``on_missing: skip`` or ``on_error: skip`` are listed in
 from __future__ import annotations
 
 import csv
+import io
 import os
 import warnings
 from collections import Counter
@@ -29,6 +30,7 @@ import pandas as pd
 
 from dml_pipelines.core.data.images import describe_bad, verify_images
 from dml_pipelines.core.data.index import (
+    SOURCE_LINES,
     SPLITS,
     check_splits_nonempty,
     make_index_table,
@@ -69,6 +71,28 @@ class Source:
         """A ``ValueError`` naming the file and ``where`` (a line number or text)."""
         at = f"line {where}" if isinstance(where, int) else where
         return ValueError(f"{self.dataset}: malformed row in {self.path} {at}: {why}")
+
+    def text(self) -> str:
+        """The file's text (UTF-8, an optional byte-order mark dropped).
+
+        Raises:
+            ValueError: the file is not UTF-8 (e.g. saved as latin-1): one line
+                naming the file, the line and the offending byte.
+        """
+        data = self.path.read_bytes()
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            raise ValueError(
+                f"{self.dataset}: {self.path} is not UTF-8 text (byte "
+                f"0x{data[e.start]:02x} on line {line}); save it as UTF-8, e.g. "
+                f"iconv -f latin1 -t utf-8"
+            ) from None
+
+    def lines(self) -> io.StringIO:
+        """The file's text as a stream for ``csv.reader`` (see :meth:`text`)."""
+        return io.StringIO(self.text(), newline="")
 
     def int(self, value: Any, where: int | str, what: str) -> int:
         """Parse ``value`` as an integer (a string or an integral number)."""
@@ -221,22 +245,17 @@ def read_rows(
         ValueError: a row with another number of fields (names file and line).
     """
     rows: list[Row] = []
-    with open(source.path, encoding="utf-8-sig", newline="") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if lineno <= skip or not line.strip():
-                continue
-            if delimiter is None:
-                fields = line.split()
-            else:
-                fields = [
-                    s.strip() for s in next(csv.reader([line], delimiter=delimiter))
-                ]
-            if len(fields) != ncols:
-                raise source.error(
-                    lineno, f"expected {ncols} columns, found {len(fields)}"
-                )
-            rows.append((lineno, fields))
+    for lineno, line in enumerate(source.lines(), 1):
+        line = line.rstrip("\r\n")
+        if lineno <= skip or not line.strip():
+            continue
+        if delimiter is None:
+            fields = line.split()
+        else:
+            fields = [s.strip() for s in next(csv.reader([line], delimiter=delimiter))]
+        if len(fields) != ncols:
+            raise source.error(lineno, f"expected {ncols} columns, found {len(fields)}")
+        rows.append((lineno, fields))
     return rows
 
 
@@ -287,6 +306,7 @@ def finish(
     on_missing: str,
     boxes: np.ndarray | None = None,
     super_label: Sequence[int] | None = None,
+    lines: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """Check image files and counts, then build the index table.
 
@@ -303,6 +323,9 @@ def finish(
         on_missing: ``raise`` or ``skip``.
         boxes: optional (N, 4) float array x1, y1, x2, y2 (NaN = no box).
         super_label: optional N integers.
+        lines: optional N line numbers of the rows in ``source`` (one file):
+            named in the messages, and kept for the kept rows in
+            ``attrs["source_lines"]`` (``index.row_origin``).
 
     Returns:
         The index table (RangeIndex 0..N'-1, rows in the given order, skipped
@@ -317,6 +340,10 @@ def finish(
     """
     paths = list(path)
     labels = np.asarray(label, dtype=np.int64)
+
+    def at(i: int) -> str:
+        return f"{source} line {lines[i]}" if lines is not None else source
+
     exists = np.fromiter(
         (os.path.isfile(os.path.join(root, p)) for p in paths), bool, len(paths)
     )
@@ -324,8 +351,9 @@ def finish(
     if missing.size and on_missing == "raise":
         more = f" (and {missing.size - 1} more)" if missing.size > 1 else ""
         raise FileNotFoundError(
-            f"{dataset}: image {root / paths[missing[0]]} listed in {source} does not "
-            f"exist{more}; set on_missing: skip to drop missing images"
+            f"{dataset}: image {root / paths[missing[0]]} listed in "
+            f"{at(missing[0])} does not exist{more}; set on_missing: skip to drop "
+            "missing images"
         )
     reason = {int(i): "missing" for i in missing}
     if opts.get("verify_images", False):
@@ -334,7 +362,16 @@ def finish(
         if bad and opts.get("on_error", "raise") == "raise":
             raise ValueError(
                 f"{dataset}: "
-                + describe_bad([(paths[present[j]], r) for j, r in bad], present.size)
+                + describe_bad(
+                    [
+                        (
+                            paths[present[j]],
+                            r if lines is None else f"line {lines[present[j]]}: {r}",
+                        )
+                        for j, r in bad
+                    ],
+                    present.size,
+                )
                 + f" (under {root}; set on_error: skip to drop them)"
             )
         reason.update({int(present[j]): r for j, r in bad})
@@ -389,6 +426,11 @@ def finish(
         }
         for i in dropped
     ]
+    if lines is not None:
+        table.attrs[SOURCE_LINES] = {
+            "file": source,
+            "lines": [int(lines[i]) for i in keep],
+        }
     return table
 
 

@@ -5,12 +5,22 @@ A header line is required, with the columns ``path,label,split`` and optionally
 folder that holds the CSV file. Integer labels are kept; otherwise every label is
 taken as a string and mapped to ``0..K-1`` in sorted string order, the mapping
 (string -> int) stored in ``table.attrs["label_mapping"]``.
+
+The contract is checked row by row, each breach a one-line ``ValueError`` naming
+the file and the line(s): the file must be UTF-8; a file (path, after ``./`` and
+``a//b`` are normalised) is listed once, so a repeated row and the same file in
+two splits are refused; labels that are the same number written two ways (``6``
+and ``6.0``, ``06``) are refused rather than made two classes; integer labels must
+fit int64. The row's line is kept for later messages
+(``attrs["source_lines"]``: an image that fails to decode names it).
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import posixpath
+from decimal import Decimal, InvalidOperation
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -39,7 +49,7 @@ def _locate(root: Path, file: str) -> Path:
 
 def _parse(source: Source) -> tuple[list[int], dict[str, list]]:
     """Rows of the CSV as (line numbers, column -> values); validates the header."""
-    with open(source.path, encoding="utf-8-sig", newline="") as f:
+    with source.lines() as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
         columns = set(header)
@@ -70,18 +80,84 @@ def _parse(source: Source) -> tuple[list[int], dict[str, list]]:
     return lines, values
 
 
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _number(value: str) -> Decimal | None:
+    """The finite number ``value`` writes, or ``None`` (not a number)."""
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
 def _labels(
     source: Source, lines: list[int], raw: list[str]
 ) -> tuple[list[int], dict | None]:
-    """Integer labels, or strings mapped to 0..K-1 in sorted order (+ the mapping)."""
+    """Integer labels, or strings mapped to 0..K-1 in sorted order (+ the mapping).
+
+    Raises:
+        ValueError: an empty label, an integer label beyond int64, or two labels
+            that write the same number differently (``6`` and ``6.0``).
+    """
+    first: dict[Decimal, tuple[str, int]] = {}
     for lineno, value in zip(lines, raw, strict=True):
         if not value:
             raise source.error(lineno, "empty label")
+        number = _number(value)
+        if number is None:
+            continue
+        seen, seen_line = first.setdefault(number, (value, lineno))
+        if seen != value:
+            raise source.error(
+                lineno,
+                f"label {value!r} and label {seen!r} on line {seen_line} are the "
+                "same number written differently (they would be two classes); "
+                "write each label one way",
+            )
     try:
-        return [int(v) for v in raw], None
+        labels = [int(v) for v in raw]
     except ValueError:
         mapping = {name: i for i, name in enumerate(sorted(set(raw)))}
         return [mapping[v] for v in raw], mapping
+    for lineno, label in zip(lines, labels, strict=True):
+        if not INT64[0] <= label <= INT64[1]:
+            raise source.error(
+                lineno,
+                f"label {label} is beyond int64 ({INT64[0]}..{INT64[1]}); "
+                "use smaller ids or names",
+            )
+    return labels, None
+
+
+def _check_unique(source: Source, lines: list[int], values: dict[str, list]) -> None:
+    """Each file listed once: a repeated row, the same file in two splits, or
+    with two labels or boxes is a one-line error naming both lines."""
+    columns = list(values)
+    first: dict[str, tuple[int, tuple]] = {}
+    for i, lineno in enumerate(lines):
+        row = tuple(values[c][i] for c in columns)
+        path = values["path"][i]
+        key = posixpath.normpath(path.replace("\\", "/"))
+        if key not in first:
+            first[key] = (lineno, row)
+            continue
+        seen_line, seen = first[key]
+        split, seen_split = values["split"][i], seen[columns.index("split")]
+        if row == seen:
+            why = f"duplicate row: repeats line {seen_line} ({path})"
+        elif split != seen_split:
+            why = (
+                f"{path} is in split {split} here and in split {seen_split} on "
+                f"line {seen_line}; a file belongs to one split"
+            )
+        else:
+            why = (
+                f"{path} is listed already on line {seen_line} with another "
+                "label or box; list each file once"
+            )
+        raise source.error(lineno, why)
 
 
 def _boxes(
@@ -152,6 +228,8 @@ def read(
                 lineno, f"split {split!r} is invalid; valid: {', '.join(SPLITS)}"
             )
     label, mapping = _labels(source, lines, values["label"])
+    boxes = _boxes(source, lines, values)
+    _check_unique(source, lines, values)
     base = root if root.is_dir() else root.parent
     prefix = Path(os.path.relpath(source.path.parent, base)).as_posix() + "/"
     prefix = "" if prefix == "./" else prefix
@@ -162,10 +240,11 @@ def read(
         path=[prefix + p for p in values["path"]],
         label=label,
         split=values["split"],
-        boxes=_boxes(source, lines, values),
+        boxes=boxes,
         source=str(source.path),
         opts=opts,
         on_missing=on_missing,
+        lines=lines,
     )
     if mapping is not None:
         table.attrs["label_mapping"] = mapping

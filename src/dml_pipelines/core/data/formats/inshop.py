@@ -189,6 +189,5 @@ def _rescale_boxes(root: Path, table: pd.DataFrame, prefix: str, image_root: str
 
 def _check_count_line(source: Source) -> None:
     """The partition file's first line must be an image count (format check)."""
-    with open(source.path, encoding="utf-8-sig") as f:
-        first = f.readline().strip()
+    first = source.lines().readline().strip()
     source.int(first, 1, "image count line")
