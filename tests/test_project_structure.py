@@ -199,48 +199,22 @@ def test_dvc_grid_agrees_with_the_vars_file_and_the_registry():
     assert any(v.get("persist") for o in persisted for v in o.values())
 
 
-def _module_file(name: str) -> Path | None:
-    path = SRC.parent.joinpath(*name.split("."))
-    if (path / "__init__.py").is_file():
-        return path / "__init__.py"
-    return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
-
-
-def _package_imports(path: Path) -> set[str]:
-    """``dml_pipelines`` modules ``path`` imports anywhere (function-local and
-    relative imports included; ``from m import x`` counts ``m`` and ``m.x``)."""
-    module = ".".join(path.relative_to(SRC.parent).with_suffix("").parts)
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = module.split(".")[: -node.level]
-                base = ".".join(parent + ([base] if base else []))
-            names |= {base} | {f"{base}.{a.name}" for a in node.names}
-    return {n for n in names if n.startswith("dml_pipelines")}
-
-
 def test_training_stages_depend_on_every_source_file_training_imports():
     """A code change must re-run the runs it can change: every file that the
     training and evaluation nodes import (transitively; all methods and losses,
     which the registries load) is a dependency of the ``run`` and ``train_fold``
     stages (the file, or a folder above it)."""
-    todo = [
-        _module_file("dml_pipelines.pipelines.training.nodes"),
-        _module_file("dml_pipelines.pipelines.evaluation.nodes"),
-        *(SRC / "core" / "methods").glob("*.py"),
-        *(SRC / "core" / "losses").glob("*.py"),
+    from dml_pipelines.core.provenance import (
+        import_closure,
+        module_file,
+        training_sources,
+    )
+
+    nodes = [
+        module_file(f"dml_pipelines.pipelines.{p}.nodes", SRC)
+        for p in ("training", "evaluation")
     ]
-    seen: set[Path] = set()
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        todo += [f for n in _package_imports(path) if (f := _module_file(n))]
+    seen = set(import_closure(nodes, SRC)) | set(training_sources(SRC))
     assert len(seen) > 60  # the walk reached the engine, models, evaluation, ...
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for stage in ("run", "train_fold"):
