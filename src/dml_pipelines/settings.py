@@ -15,5 +15,6 @@ CONFIG_LOADER_ARGS = {
 }
 
 from dml_pipelines.hooks import DataRootCheck  # noqa: E402
+from dml_pipelines.run_summary import ComputeSettings, RunSummary  # noqa: E402
 
-HOOKS = (DataRootCheck(),)
+HOOKS = (DataRootCheck(), ComputeSettings(), RunSummary())
