@@ -44,9 +44,8 @@ lint: install
 viz: install
 	$(VENV)/bin/kedro viz build
 
-## experiments side by side: the key parameters of each method and R@1 / MAP@R
-## (mean over seeds, percent) per dataset and method from the report's
-## summary.json, as a Markdown table
+## experiments side by side in under 160 columns: the parameters that differ
+## between the experiments and R@1 / MAP@R (mean over seeds, percent) of the
+## methods they touch, from the report's summary.json (`dvc exp show` has all)
 exp-show:
-	dvc exp show --no-pager --md --precision 3 --drop '.*' \
-	  --keep 'Experiment|Created|[^.]+\.(optimizer\.lr|embedding_dim|training\.epochs|sampler\.[PK])$$|[^.]+\.[^.]+\.(recall@1|map@r)\.mean$$'
+	$(PY) -m dml_pipelines.run_summary --experiments

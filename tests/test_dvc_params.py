@@ -98,9 +98,9 @@ def test_compute_settings_never_make_dvc_rerun_a_stage(clone, tmp_path):
     assert status(repo) == before
     method = repo / "conf/base/parameters_contrastive_c1.yml"
     method.write_text(method.read_text().replace("epochs: 20", "epochs: 19", 1))
-    changed = changed_config(status(repo))
-    assert changed["run@contrastive_c1-glyphs-0"] == {
-        "conf/base/parameters_contrastive_c1.yml": {"contrastive_c1": "modified"}
+    changed = changed_config(status(repo))["run@contrastive_c1-glyphs-0"]
+    assert changed["conf/base/parameters_contrastive_c1.yml"] == {
+        "contrastive_c1": "modified"
     }
 
 

@@ -5,7 +5,9 @@
   metrics files it saved.
 * ``python -m dml_pipelines.run_summary [summary.json]`` prints the report's
   combined numbers (R@1 and MAP@R per method and dataset, mean ± std over seeds)
-  and the path of the report; ``make run`` ends with it.
+  and the path of the report; ``make run`` ends with it. ``--experiments``
+  prints ``dvc exp show`` narrow: the parameters that differ and R@1 / MAP@R of
+  the methods they touch (``make exp-show``).
 * ``ComputeSettings`` (Kedro hook): the ``compute`` block
   (``conf/base/parameters_compute.yml``: ``num_threads``, ``num_workers``)
   becomes ``DML_NUM_THREADS`` / ``DML_NUM_WORKERS`` for the run, unless the
@@ -153,6 +155,78 @@ def combined_summary(summary: Mapping[str, Any], per_table: int = 3) -> str:
     return _table(header, rows)
 
 
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: tree}
+
+
+def _exp_rows(show: list[dict]) -> list[tuple[str, dict, dict]]:
+    """(label, flat parameters, report summary) per row of ``dvc exp show
+    --json``: the workspace, each baseline commit and its experiments."""
+    out = []
+
+    def add(label: str, data: dict | None) -> None:
+        data = data or {}
+        params: dict[str, Any] = {}
+        for entry in (data.get("params") or {}).values():
+            params.update(_flat(entry.get("data") or {}))
+        summary = (data.get("metrics") or {}).get(SUMMARY.as_posix()) or {}
+        out.append((label, params, summary.get("data") or {}))
+
+    for row in show:
+        rev = row.get("rev", "?")
+        add(rev if rev == "workspace" else row.get("name") or rev[:7], row.get("data"))
+        for exp in row.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                add(rev.get("name") or rev.get("rev", "?")[:7], rev.get("data"))
+    return out
+
+
+def experiments_table(show: list[dict], width: int = 48) -> str:
+    """``dvc exp show --json`` as one narrow table: per experiment, the
+    parameters that differ between the rows (``key=value``, cut at ``width``)
+    and R@1 / MAP@R of the report (percent) for the methods whose numbers or
+    parameters differ, one line per experiment and method."""
+    rows = _exp_rows(show)
+    keys = sorted({k for _, p, _ in rows for k in p})
+    changed = [k for k in keys if len({repr(p.get(k)) for _, p, _ in rows}) > 1]
+    datasets = list(dict.fromkeys(d for _, _, s in rows for d in s))
+    pairs = {(d, m) for _, _, s in rows for d in s for m in s[d]}
+    methods = sorted(
+        {
+            m
+            for d, m in pairs
+            if len({repr(s.get(d, {}).get(m)) for _, _, s in rows}) > 1
+        }
+        | {k.split(".")[0] for k in changed} & {m for _, m in pairs}
+    ) or sorted({m for _, m in pairs})
+
+    def cell(summary: dict, dataset: str, method: str, key: str) -> str:
+        st = summary.get(dataset, {}).get(method, {}).get(key)
+        return f"{st['mean']:.1f}" if st else "—"
+
+    lines = []
+    for label, params, summary in rows:
+        text = ", ".join(f"{k}={params.get(k)}" for k in changed if k in params)
+        text = text if len(text) <= width else text[: width - 1] + "…"
+        for method in methods or ["—"]:
+            lines.append(
+                [label, text or "-", method]
+                + [
+                    cell(summary, d, method, key)
+                    for d in datasets
+                    for key, _ in METRICS
+                ]
+            )
+    header = ["experiment", "changed parameters", "method"]
+    header += [f"{d} {lab}" for d in datasets for _, lab in METRICS]
+    return _table(header, lines)
+
+
 class RunSummary:
     """``kedro run`` ends with the metrics of the runs it made (one table)."""
 
@@ -176,8 +250,20 @@ class RunSummary:
 
 def main(argv: list[str] | None = None) -> int:
     """Print the combined R@1 / MAP@R table of ``summary.json`` and the report's
-    path (``make run``)."""
+    path (``make run``); ``--experiments``: the experiments side by side
+    (``make exp-show``)."""
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--experiments"]:
+        import subprocess
+
+        show = subprocess.run(
+            ["dvc", "exp", "show", "--json", "--no-fetch", *args[1:]],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        print(experiments_table(json.loads(show)))
+        return 0
     path = Path(args[0]) if args else SUMMARY
     if not path.exists():
         print(f"{path}: not found (run `dvc repro` first)", file=sys.stderr)
@@ -186,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     print("R@1 and MAP@R (percent, mean ± std over seeds):")
     print(combined_summary(summary))
     report = path.with_name(REPORT.name)
-    print(f"\nReport: {report} (paper tables: {path.with_name('paper_tables.md')})")
+    print(f"\nReport: {report}\nPaper tables: {path.with_name('paper_tables.md')}")
     return 0
 
 
