@@ -48,4 +48,4 @@ viz: install
 ## between the experiments and R@1 / MAP@R (mean over seeds, percent) of the
 ## methods they touch, from the report's summary.json (`dvc exp show` has all)
 exp-show:
-	$(PY) -m dml_pipelines.run_summary --experiments
+	python -m dml_pipelines.run_summary --experiments
