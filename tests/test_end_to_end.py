@@ -149,7 +149,8 @@ def test_dvc_repro_caches_and_reruns_only_what_changed(dvc_repo):
     assert "Running stage 'run@contrastive_c1-digits-0'" in out
     assert "Running stage 'data@" not in out
     # every plot is an image (vega plots would load their scripts from a CDN)
-    plots = json.loads(sh(["dvc", "plots", "show", "--json"], dvc_repo).stdout)
+    shown = json.loads(sh(["dvc", "plots", "show", "--json"], dvc_repo).stdout)
+    plots = shown["data"]
     assert any(k.endswith("training_curves.png") for k in plots), plots
     assert {p["type"] for v in plots.values() for p in v} == {"image"}, plots
 
