@@ -180,7 +180,7 @@ def test_dvc_grid_agrees_with_the_vars_file_and_the_registry():
     }
     assert "run.seed=${item.seed}" in run["cmd"]
     assert "--tags=training,evaluation" in run["cmd"]
-    for key in ("outs", "metrics", "plots"):
+    for key in ("outs", "metrics"):
         assert all("seed${item.seed}" in str(o) for o in run[key])
     assert run["cmd"].startswith("kedro run --pipelines=${item.method}")
     assert not {"train", "evaluate", "aggregate"} & set(stages)

@@ -13,6 +13,9 @@ class RunParameters:
     ignored), and the method blocks the pipeline reads log the settings that
     their recipe, conf/local and the command line made (``config_loader.py``)."""
 
+    #: blocks that hooks read for every pipeline (``run_summary.ComputeSettings``)
+    HOOK_BLOCKS = ("compute",)
+
     def __init__(self) -> None:
         self._loader = None
 
@@ -29,7 +32,7 @@ class RunParameters:
             for n in pipeline.nodes
             for i in n.inputs
             if i.startswith("params:")
-        }
+        } | set(self.HOOK_BLOCKS)
         loader = self._loader
         resolver = loader.resolver_keys() if hasattr(loader, "resolver_keys") else set()
         runtime = run_params.get("runtime_params") or {}

@@ -15,5 +15,6 @@ CONFIG_LOADER_ARGS = {
 }
 
 from dml_pipelines.hooks import DataRootCheck, RunParameters  # noqa: E402
+from dml_pipelines.run_summary import ComputeSettings, RunSummary  # noqa: E402
 
-HOOKS = (RunParameters(), DataRootCheck())
+HOOKS = (RunParameters(), DataRootCheck(), ComputeSettings(), RunSummary())

@@ -14,7 +14,11 @@ from .conftest import make_cfg, make_loader, normalize
 
 
 @pytest.fixture(autouse=True)
-def _restore_threads():
+def _restore_threads(monkeypatch):
+    # the automatic rule alone: no switch set, an idle machine
+    for name in (threads.THREADS_ENV, "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda: 0.0)
     before = torch.get_num_threads()
     yield
     threads.configure_threads(before)

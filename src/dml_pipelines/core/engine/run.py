@@ -21,6 +21,7 @@ from dml_pipelines.core.data.samplers import PKSampler
 from dml_pipelines.core.data.transforms import Transforms, build_transforms
 from dml_pipelines.core.engine.distributed import current
 from dml_pipelines.core.engine.progress import Progress
+from dml_pipelines.core.engine.threads import configured_workers
 from dml_pipelines.core.engine.trainer import Trainer, resolve_device
 from dml_pipelines.core.evaluation import EmbeddingSet
 from dml_pipelines.core.evaluation.report import evaluate_set
@@ -99,10 +100,12 @@ def augmentation_transforms(
 
 
 def loader_workers(training: Any) -> int:
-    """``training.num_workers`` as a number: ``auto`` = 0 on a CPU device,
-    else min(8, cores // devices − 1) (the rest feed the devices' processes)."""
-    if training.num_workers != "auto":
-        return int(training.num_workers)
+    """``training.num_workers`` (``auto``: ``DML_NUM_WORKERS`` when set,
+    ``core/engine/threads.py``) as a number: ``auto`` = 0 on a CPU device, else
+    min(8, cores // devices − 1) (the rest feed the devices' processes)."""
+    workers = configured_workers(training.num_workers)
+    if workers != "auto":
+        return int(workers)
     if resolve_device(training.device).type == "cpu":
         return 0
     cores = os.cpu_count() or 1

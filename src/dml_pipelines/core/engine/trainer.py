@@ -22,7 +22,7 @@ from dml_pipelines.core.engine.distributed import Dist, current
 from dml_pipelines.core.engine.grad import grad_transforms_from
 from dml_pipelines.core.engine.optim import build_optimizer, build_scheduler, is_plateau
 from dml_pipelines.core.engine.progress import Progress
-from dml_pipelines.core.engine.threads import configure_threads, training_threads
+from dml_pipelines.core.engine.threads import apply_thread_policy
 from dml_pipelines.core.provenance import code_digest
 
 log = logging.getLogger(__name__)
@@ -507,12 +507,10 @@ class Trainer:
         ``checkpoint_selection`` is not ``last`` (or a callback asked for it),
         the selected weights are loaded into the model at the end."""
         torch.manual_seed(self.tcfg.seed)
-        configure_threads(
-            training_threads(
-                self.tcfg.num_threads,
-                getattr(self.loader, "num_workers", 0),
-                self.dist.world_size,
-            )
+        apply_thread_policy(
+            self.tcfg.num_threads,
+            getattr(self.loader, "num_workers", 0),
+            self.dist.world_size,
         )
         for group in self.optimizer.param_groups:
             group.setdefault("initial_lr_base", group["lr"])
