@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from dml_pipelines.core.models.weights import bninception_note
 from dml_pipelines.core.reporting.match import match_runs, run_command
 from dml_pipelines.core.reporting.reported import (
     ID_KEYS,
@@ -250,6 +251,8 @@ def paper_tables_markdown(config: Mapping[str, Any], rows: pd.DataFrame) -> str:
                 f"{backbone} {dim}-d",
                 "",
             ]
+            if backbone == "bninception":
+                parts += [bninception_note(), ""]
             metrics = list(dict.fromkeys(block["metric"]))
             header = ["method"]
             for m in metrics:
