@@ -17,3 +17,9 @@ CONFIG_LOADER_ARGS = {
 from dml_pipelines.hooks import DataRootCheck  # noqa: E402
 
 HOOKS = (DataRootCheck(),)
+
+# `kedro viz ...` only: kedro-viz opens on the expanded lineage and its server
+# process exits with its parent (dml_pipelines/viz.py); other commands untouched
+from dml_pipelines.viz import install as _install_viz  # noqa: E402
+
+_install_viz()
