@@ -1,7 +1,9 @@
 """notebooks/explore_results.ipynb executes on the embedded default dataset
 (glyphs, one tiny real run) with nbclient; any cell error fails the test."""
 
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,3 +45,11 @@ def test_explore_results_notebook_executes(project):
     assert any("contrastive_c1" in t and "recall@1" in t for t in tables)
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 2  # the retrieval example and the projection
+    # notebooks/README.md's example reads this run's files as written there
+    readme = (ROOT / "notebooks/README.md").read_text()
+    example = re.search(r"```python\n(.*?)```", readme, re.S)[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", example], cwd=project, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.fullmatch(r"Recall@1 0\.\d{3}\n", proc.stdout), proc.stdout

@@ -236,3 +236,22 @@ def test_dvcignore_and_telemetry_are_committed_settings():
 
 def test_ci_calls_make_test():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_published_method_has_a_docs_page():
+    """Each method module of ``core/methods`` (the published methods; the
+    baselines share ``baselines_config.py``) has ``docs/methods/<name>.md``
+    naming its pipeline command and parameters file."""
+    template = {"__init__", "base", "configs", "registry"}
+    methods = sorted(
+        p.stem
+        for p in (SRC / "core" / "methods").glob("*.py")
+        if p.stem not in template and not p.stem.endswith("_config")
+    )
+    assert "intra_batch" in methods and len(methods) == 5, methods
+    for name in methods:
+        page = ROOT / "docs" / "methods" / f"{name}.md"
+        assert page.is_file(), page
+        text = page.read_text()
+        assert f"--pipelines={name}" in text, name
+        assert f"conf/base/parameters_{name}.yml" in text, name

@@ -1,11 +1,14 @@
 """kedro-viz in a real browser: `kedro viz build` writes the static site, a local
 server serves it on 127.0.0.1, headless Chromium renders it, and the rendered DOM
-must hold the pipelines' nodes and datasets (not just an HTTP 200)."""
+must hold the pipelines' nodes and datasets (not just an HTTP 200). The view it
+opens on without URL parameters is the expanded lineage, with no tour
+(`dml_pipelines/viz.py`); `kedro viz run` stopped by SIGTERM leaves no process."""
 
 import html
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -15,11 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from dml_pipelines.viz import preferences_script
+
 ENV = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
 FLAGS = (
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
+    "--disable-quic",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
@@ -28,6 +34,10 @@ FLAGS = (
     "--virtual-time-budget=30000",
 )
 _LABEL = re.compile(r'<text class="pipeline-node__text"[^>]*>([^<]*)</text>')
+_ZOOM = re.compile(
+    r'<g id="zoom-wrapper" class="pipeline-zoom-wrapper[^"]*"[^>]*'
+    r'transform="[^"]*scale\(([0-9.]+)\)"'
+)
 
 
 def _chromium() -> str:
@@ -88,7 +98,8 @@ def site(project):
         server.wait(timeout=10)
 
 
-def _rendered_labels(browser: str, url: str, profile: Path) -> list[str]:
+def _render(browser: str, url: str, profile: Path) -> str:
+    """The DOM after a fresh profile (a first visit) has rendered ``url``."""
     proc = subprocess.run(
         [browser, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
         capture_output=True,
@@ -96,7 +107,15 @@ def _rendered_labels(browser: str, url: str, profile: Path) -> list[str]:
         timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return [html.unescape(t) for t in _LABEL.findall(proc.stdout)]
+    return proc.stdout
+
+
+def _labels(dom: str) -> list[str]:
+    return [html.unescape(t) for t in _LABEL.findall(dom)]
+
+
+def _rendered_labels(browser: str, url: str, profile: Path) -> list[str]:
+    return _labels(_render(browser, url, profile))
 
 
 #: one method's lineage, ingestion to clustering (node names)
@@ -140,10 +159,10 @@ def test_lineage_renders_in_headless_chromium(site, tmp_path):
         "contrastive_c1.protocol_card",
         "contrastive_c1.augmentation",
     } <= set(method), method
-    # the default view: the whole lineage, every grid method into the report
-    default = _rendered_labels(
-        browser, site + "?expandAllPipelines=true", tmp_path / "p3"
-    )
+    # the view it opens on (no URL parameters, first visit): every grid
+    # method's lineage expanded into the report, no tour
+    dom = _render(browser, site, tmp_path / "p3")
+    default = _labels(dom)
     assert LINEAGE | {
         "await_runs",
         "collect_runs",
@@ -152,3 +171,60 @@ def test_lineage_renders_in_headless_chromium(site, tmp_path):
         "pfml.metrics",
         "report.combined",
     } <= set(default), default
+    assert "feature-hints" not in dom
+    # fitted to the window: about 0.20 (top down); left to right gave 0.14
+    (zoom,) = _ZOOM.findall(dom)
+    assert float(zoom) >= 0.15, zoom
+
+
+def _session_processes(sid: int) -> list[int]:
+    """Processes of session ``sid`` still alive (zombies excluded)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+def test_kedro_viz_run_serves_the_view_and_stops_without_leftovers(project):
+    port = _free_port()
+    log = project / "viz_run.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kedro", "viz", "run", "--no-browser"]
+        + ["--port", str(port)],
+        cwd=project,
+        env=ENV,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        page = None
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/", timeout=2
+                ) as r:
+                    page = r.read().decode()
+                break
+            except OSError:
+                assert proc.poll() is None, log.read_text()[-3000:]
+                time.sleep(1)
+        assert page is not None and preferences_script() in page
+        assert len(_session_processes(proc.pid)) >= 2  # kedro-viz's server process
+        proc.send_signal(signal.SIGTERM)  # as a supervisor or `kill` stops it
+        proc.wait(timeout=30)
+        for _ in range(30):
+            left = _session_processes(proc.pid)
+            if not left:
+                break
+            time.sleep(0.5)
+        assert not left, f"processes left after kedro viz run stopped: {left}"
+    finally:
+        for pid in _session_processes(proc.pid):
+            os.kill(pid, signal.SIGKILL)

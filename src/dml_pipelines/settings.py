@@ -18,3 +18,9 @@ from dml_pipelines.hooks import DataRootCheck, RunParameters  # noqa: E402
 from dml_pipelines.run_summary import ComputeSettings, RunSummary  # noqa: E402
 
 HOOKS = (RunParameters(), DataRootCheck(), ComputeSettings(), RunSummary())
+
+# `kedro viz ...` only: kedro-viz opens on the expanded lineage and its server
+# process exits with its parent (dml_pipelines/viz.py); other commands untouched
+from dml_pipelines.viz import install as _install_viz  # noqa: E402
+
+_install_viz()

@@ -67,14 +67,14 @@ def _fabricate_runs(project, seeds=(0, 1, 2)):
 @pytest.mark.slow
 def test_report_pipeline_on_fabricated_digits_runs(project):
     run(project, "data", {"dataset": "digits"})
-    _fabricate_runs(project)
+    _fabricate_runs(project, seeds=(0, 1, 2, 7))  # seed 7: a run made by hand
     (project / "conf/grid.yaml").write_text(
         "datasets: [digits]\nmethods: [contrastive_c1, intra_batch]\nseeds: [0, 1, 2]\n"
     )
     run(project, "report", {"dataset": "digits"})
     rep = project / "data/08_reporting/report"
     runs = pd.read_csv(rep / "datasets/digits/runs.csv")
-    assert runs["seed"].tolist() == [0, 1, 2]
+    assert runs["seed"].tolist() == [0, 1, 2, 7]  # listed; not in the figures
     assert set(runs["backbone"]) == {"small_cnn"}
 
     combined = (rep / "combined.md").read_text()
@@ -102,7 +102,7 @@ def test_report_pipeline_on_fabricated_digits_runs(project):
 
     figures = rep / "datasets/digits"
     for name in ("recall_at_k.png", "training_curves.png", "projection.png"):
-        assert Image.open(figures / name).size[0] > 300, name
+        assert 300 < Image.open(figures / name).size[0] <= 2000, name
     sheet = np.asarray(Image.open(figures / f"retrieval/{METHOD}.png").convert("RGB"))
     green = (np.abs(sheet.astype(int) - [0x1A, 0x98, 0x50]).sum(-1) < 30).sum()
     assert green > 500  # frames of correct neighbours are drawn

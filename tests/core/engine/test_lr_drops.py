@@ -113,7 +113,10 @@ def test_with_last_selection_a_drop_only_changes_the_lr():
 
 
 def test_method_adds_the_callback_from_its_config():
-    cfg = parse_method_config({"method": "intra_batch"})
+    drops = [{"epoch": 31, "factor": 0.1}, {"epoch": 51, "factor": 0.1}]
+    cfg = parse_method_config(
+        {"method": "intra_batch", "lr_drops": drops, "training": {"epochs": 70}}
+    )
     (cb,) = build_method(cfg, 3).callbacks()
     assert cb.drops == [(31, 0.1), (51, 0.1)]
     assert cb.factor_at(30) is None and cb.factor_at(31) == cb.factor_at(70) == 0.1

@@ -210,11 +210,10 @@ def test_config_defaults_follow_the_spec():
     cfg = parse_method_config({"method": "intra_batch"})
     assert cfg.attention_zero_logit and cfg.label_smoothing == 0.1
     assert cfg.losses == ["backbone_ce", "mpn_ce"]
-    assert [(d.epoch, d.factor) for d in cfg.lr_drops] == [(31, 0.1), (51, 0.1)]
+    # no drops unless asked: the paper's (31 and 51 of 70 epochs) are the recipes'
+    assert cfg.lr_drops == []
     assert (cfg.mpn.dropout, cfg.mpn.ffn_mult) == (0.1, 4)
-    empty = parse_method_config({"method": "intra_batch", "lr_drops": []})
-    method = build_method(empty, 3)
-    assert method.callbacks() == []
+    assert build_method(cfg, 3).callbacks() == []
 
 
 @pytest.mark.parametrize(
@@ -228,7 +227,22 @@ def test_config_defaults_follow_the_spec():
         ({"mpn": {"depth": 3}}, "intra_batch.mpn.depth: unknown key"),
         ({"lr_drops": [{"epoch": 0, "factor": 0.1}]}, "intra_batch.lr_drops.0.epoch"),
         (
-            {"training": {"scheduler": {"name": "cosine", "args": {"T_max": 5}}}},
+            {"lr_drops": [{"epoch": 21, "factor": 0.1}]},
+            "intra_batch: lr_drops: epoch 21 is beyond training.epochs 20, so the "
+            "drop would never fire",
+        ),
+        (
+            {
+                "lr_drops": [{"epoch": 3, "factor": 0.1}, {"epoch": 6, "factor": 0.1}],
+                "training": {"epochs": 5},
+            },
+            "lr_drops: epoch 6 is beyond training.epochs 5",
+        ),
+        (
+            {
+                "lr_drops": [{"epoch": 3, "factor": 0.1}],
+                "training": {"scheduler": {"name": "cosine", "args": {"T_max": 5}}},
+            },
             "lr_drops: set lr_drops: \\[\\]",
         ),
     ],

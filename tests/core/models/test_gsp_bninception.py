@@ -73,7 +73,6 @@ def test_pretrained_loads_a_converted_weights_file(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ({"pretrained": True}, "needs the path"),
         ({"pretrained": True, "weights": "/no/such.pth"}, "does not exist"),
         ({"pretrained": False, "weights": "x.pth"}, "pretrained is false"),
     ],

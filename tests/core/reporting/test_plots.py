@@ -88,3 +88,59 @@ def test_curves_draw_one_line_per_method_and_run():
     fig = training_curves({"a/seed0": hist, "a/seed1": hist, "b/seed0": hist}, "d")
     assert len([ax for ax in fig.axes if ax.get_xlabel() == "epoch"]) == 2
     assert any(ax.get_ylabel() == "validation (dashed)" for ax in fig.axes)
+
+
+def _clustered_sets(n_sets, n_classes=60, per_class=8, seed=0):
+    """``n_sets`` runs' test embeddings of well-separated classes."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(n_classes), per_class)
+    out = {}
+    for i in range(n_sets):
+        centres = rng.normal(size=(n_classes, 32)) * 4
+        x = centres[labels] + rng.normal(size=(len(labels), 32))
+        out[f"m{i} seed0"] = EmbeddingSet(
+            embeddings=x.astype(np.float32),
+            labels=labels,
+            index=np.arange(len(labels)),
+            normalization="none",
+        )
+    return out
+
+
+def _pixels(fig):
+    return (fig.get_size_inches() * fig.dpi).round().astype(int).tolist()
+
+
+def test_six_runs_are_laid_out_in_rows_at_most_2000_px_wide():
+    from dml_pipelines.core.reporting.plots import projection
+
+    hist = pd.DataFrame({"epoch": [1, 2], "loss": [2.0, 1.0]})
+    curves = training_curves({f"m{i}/seed0": hist for i in range(6)}, "d")
+    width, height = _pixels(curves)
+    assert width <= 2000 and height < width, (width, height)
+    assert len([ax for ax in curves.axes if ax.get_visible()]) == 6
+    fig = projection(_clustered_sets(6), "d", classes=10, seed=0)
+    width, _ = _pixels(fig)
+    assert width <= 2000 and len(fig.axes) == 6
+    fig = projection(_clustered_sets(4), "d", classes=10, seed=0)
+    assert sum(ax.get_visible() for ax in fig.axes) == 4  # 2 rows of 3, 2 hidden
+
+
+def test_projection_shows_a_few_classes_as_separate_clusters():
+    from dml_pipelines.core.reporting.plots import projection
+
+    sets = _clustered_sets(2)
+    fig = projection(sets, "d", method="tsne", classes=10, seed=0)
+    (legend,) = fig.legends
+    shown = [int(t.get_text()) for t in legend.get_texts()]
+    assert len(shown) == 10 and len(set(shown)) == 10
+    assert "t-SNE" in fig._suptitle.get_text()
+    assert "10 of 60 classes" in fig._suptitle.get_text()
+    for ax in fig.axes:
+        groups = [c.get_offsets() for c in ax.collections]
+        assert [len(g) for g in groups] == [8] * 10  # every image of those classes
+        xy = np.concatenate(groups)
+        y = np.repeat(np.arange(10), 8)
+        d = ((xy[:, None] - xy[None]) ** 2).sum(-1)
+        np.fill_diagonal(d, np.inf)
+        assert (y[d.argmin(1)] == y).mean() > 0.95  # classes come out separated

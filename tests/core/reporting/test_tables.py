@@ -68,3 +68,41 @@ def test_protocol_differences_between_methods_are_listed():
     )
     md = combined_markdown(table)
     assert "backbone: small_cnn (contrastive_c1); resnet18 (triplet)" in md
+
+
+def test_bninception_blocks_of_the_paper_tables_say_how_to_get_the_weights():
+    """The report node on the project's paper results and no run: every
+    BN-Inception block names the weights file, where it comes from and where to
+    place it offline; other backbones' blocks do not."""
+    from pathlib import Path
+
+    import yaml
+
+    from dml_pipelines.core.reporting.params import ReportParams
+    from dml_pipelines.pipelines.reporting.nodes import build_paper_tables
+
+    root = Path(__file__).resolve().parents[3]
+    load = lambda rel: yaml.safe_load((root / rel).read_text())  # noqa: E731
+    parameters = {}
+    for path in sorted((root / "conf/base").glob("parameters*.yml")):
+        parameters.update(yaml.safe_load(path.read_text()) or {})
+    _, md = build_paper_tables(
+        {},
+        load("conf/base/paper_results.yml"),
+        load("conf/grid.yaml"),
+        parameters,
+        ReportParams.model_validate(parameters["report"]),
+    )
+    lines = md.splitlines()
+    blocks = [i for i, line in enumerate(lines) if line.startswith("### ")]
+    bn = [i for i in blocks if " · bninception " in lines[i]]
+    assert bn and len(bn) < len(blocks)
+    for i in blocks:
+        note = lines[i + 2]
+        if i in bn:
+            assert "`bn_inception-52deb4733.pth`" in note, note
+            assert "<http://data.lip6.fr/cadene/pretrainedmodels/" in note, note
+            assert "`$TORCH_HOME/hub/checkpoints/`" in note, note
+            assert "backbone.args.weights" in note, note
+        else:
+            assert "bn_inception" not in note, note

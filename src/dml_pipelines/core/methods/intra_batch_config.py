@@ -70,12 +70,9 @@ class IntraBatchConfig(MethodConfig):
         default_factory=lambda: list(INTRA_BATCH_LOSSES), min_length=1
     )
     loss_weights: LossWeights = Field(default_factory=LossWeights)
-    lr_drops: list[LrDrop] = Field(
-        default_factory=lambda: [
-            LrDrop(epoch=31, factor=0.1),
-            LrDrop(epoch=51, factor=0.1),
-        ]
-    )
+    #: none by default: the paper's drops (epochs 31 and 51 of 70) are in the
+    #: recipes; a drop beyond ``training.epochs`` is an error (it would never fire)
+    lr_drops: list[LrDrop] = Field(default_factory=list)
     ddp_graph: Literal["local", "global"] = "local"
     #: ``kaiming_fan_out``: the embedding head and the backbone classifier
     #: initialised as the GSP authors' PyTorch module (bias 0)
@@ -135,6 +132,13 @@ class IntraBatchConfig(MethodConfig):
                 f"(got {self.pooling.name!r}); set zsr.enabled: false"
             )
         check_head_init(self)
+        late = [d.epoch for d in self.lr_drops if d.epoch > self.training.epochs]
+        if late:
+            raise ValueError(
+                f"lr_drops: epoch {late[0]} is beyond training.epochs "
+                f"{self.training.epochs}, so the drop would never fire; drop it, "
+                f"move it inside the run or set lr_drops: []"
+            )
         if self.lr_drops and self.training.scheduler is not None:
             raise ValueError(
                 "lr_drops: set lr_drops: [] to use training.scheduler (both set lr)"

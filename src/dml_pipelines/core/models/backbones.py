@@ -1,11 +1,23 @@
 """Backbone registry. A backbone maps images (B, 3, H, W) to a feature map
 (B, C, h, w) and exposes ``out_channels``.
 
-``pretrained: true`` loads torchvision ImageNet weights (downloaded on the user's
-machine); tests use ``pretrained: false``.
+``pretrained: true`` loads ImageNet weights: torchvision's for ResNet and
+GoogLeNet, the published BN-Inception file for ``bninception``
+(``core/models/bninception.py``). Each file is downloaded once into torch's hub
+cache (``$TORCH_HOME/hub/checkpoints``, by default ``~/.cache/torch/hub``) and
+checked against the SHA-256 prefix in its name (``<name>-<prefix>.pth``);
+``backbone.args.weights_url`` points at another copy (a mirror, a ``file://``
+URL). Offline, a missing file is one line naming the URL and the path to place
+the file at. Tests use ``pretrained: false`` or ``file://`` URLs.
 """
 
 from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -60,12 +72,90 @@ def small_cnn(
     return FeatureBackbone(nn.Sequential(*layers), cin)
 
 
-def _torchvision(name: str, weights_enum: str, pretrained: bool) -> FeatureBackbone:
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hub_file(url: str, what: str) -> Path:
+    """The weights file at ``url`` in torch's hub cache, downloaded on first use.
+
+    The file name must carry a SHA-256 prefix (``<name>-<hex>.<ext>``, torch
+    hub's convention); the cached file is checked against it on every call.
+
+    Args:
+        url: ``http(s)://`` or ``file://`` URL of the file.
+        what: what the file is (in the messages).
+
+    Returns:
+        The path of the verified file under ``<hub dir>/checkpoints``.
+
+    Raises:
+        ValueError: the name has no hash, the download fails (offline: names the
+            URL and where to place the file), or the hash does not match.
+    """
+    from urllib.error import URLError
+
+    from torch.hub import HASH_REGEX, download_url_to_file, get_dir
+
+    name = Path(urlparse(url).path).name
+    match = HASH_REGEX.search(name)
+    if not name or not match or not match.group(1):
+        raise ValueError(
+            f"backbone.args.weights_url: {url}: the file name must carry the "
+            f"SHA-256 prefix of the file (<name>-<hex prefix>.pth)"
+        )
+    prefix = match.group(1)
+    dest = Path(get_dir()) / "checkpoints" / name
+    if not dest.is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(f"{name}.{os.getpid()}.download")
+        try:
+            download_url_to_file(url, str(part), progress=sys.stderr.isatty())
+        except (URLError, OSError, ValueError) as exc:
+            reason = str(getattr(exc, "reason", exc)).replace("\n", " ")
+            raise ValueError(
+                f"backbone.pretrained: cannot download {what} from {url} ({reason}); "
+                f"download it on a machine with network access and place it at {dest}"
+            ) from None
+        got = _sha256(part)
+        if not got.startswith(prefix):
+            part.unlink()
+            raise ValueError(
+                f"backbone.pretrained: {url}: SHA-256 {got[:16]}... does not start "
+                f"with {prefix} (the hash in the file name); not used"
+            )
+        os.replace(part, dest)
+        return dest
+    got = _sha256(dest)
+    if not got.startswith(prefix):
+        raise ValueError(
+            f"backbone.pretrained: {dest}: SHA-256 {got[:16]}... does not start with "
+            f"{prefix} (the hash in the file name); replace it with the file of {url}"
+        )
+    return dest
+
+
+def _torchvision(
+    name: str, weights_enum: str, pretrained: bool, weights_url: str | None
+) -> FeatureBackbone:
     import torchvision
 
     ctor = getattr(torchvision.models, name)
-    weights = getattr(torchvision.models, weights_enum).DEFAULT if pretrained else None
-    net = ctor(weights=weights)
+    if weights_url and not pretrained:
+        raise ValueError(
+            "backbone.args.weights_url: given but backbone.pretrained is false"
+        )
+    # the ImageNet files hold GoogLeNet's auxiliary classifiers (dropped below)
+    extra = {"aux_logits": True, "init_weights": False} if name == "googlenet" else {}
+    net = ctor(weights=None, **(extra if pretrained else {}))
+    if pretrained:
+        url = weights_url or getattr(torchvision.models, weights_enum).DEFAULT.url
+        path = hub_file(url, f"the ImageNet weights of {name}")
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     if name.startswith("resnet"):
         kept = list(net.named_children())[:-2]  # drop avgpool, fc
     elif name == "googlenet":
@@ -79,21 +169,27 @@ def _torchvision(name: str, weights_enum: str, pretrained: bool) -> FeatureBackb
 
 
 @BACKBONES.register("resnet18")
-def resnet18(pretrained: bool = False) -> FeatureBackbone:
+def resnet18(
+    pretrained: bool = False, weights_url: str | None = None
+) -> FeatureBackbone:
     """torchvision ResNet-18 without pooling/fc: (B, 512, H/32, W/32)."""
-    return _torchvision("resnet18", "ResNet18_Weights", pretrained)
+    return _torchvision("resnet18", "ResNet18_Weights", pretrained, weights_url)
 
 
 @BACKBONES.register("resnet50")
-def resnet50(pretrained: bool = False) -> FeatureBackbone:
+def resnet50(
+    pretrained: bool = False, weights_url: str | None = None
+) -> FeatureBackbone:
     """torchvision ResNet-50 without pooling/fc: (B, 2048, H/32, W/32)."""
-    return _torchvision("resnet50", "ResNet50_Weights", pretrained)
+    return _torchvision("resnet50", "ResNet50_Weights", pretrained, weights_url)
 
 
 @BACKBONES.register("googlenet")
-def googlenet(pretrained: bool = False) -> FeatureBackbone:
+def googlenet(
+    pretrained: bool = False, weights_url: str | None = None
+) -> FeatureBackbone:
     """torchvision GoogLeNet (Inception v1) without pooling/fc: (B, 1024, h, w)."""
-    return _torchvision("googlenet", "GoogLeNet_Weights", pretrained)
+    return _torchvision("googlenet", "GoogLeNet_Weights", pretrained, weights_url)
 
 
 def freeze_batchnorm(module: nn.Module) -> None:

@@ -3,21 +3,37 @@ widely used Caffe-converted ImageNet model, registered as the backbone
 ``bninception``: images (B, 3, H, W) -> (B, 1024, H/32, W/32) (7×7 at 224).
 
 Layer names equal the converted model's state-dict keys (``conv1_7x7_s2``,
-``inception_3a_1x1_bn``, ...), so its ImageNet weights file loads as is
-(``pretrained: true`` with ``backbone.args.weights: <path>``; nothing is
-downloaded here). The model expects BGR input in 0–255 minus the per-channel
-mean, which the ``mlrc`` transforms preset gives. ``backbone.freeze_bn`` keeps
-its BatchNorm layers in eval mode and untrained.
+``inception_3a_1x1_bn``, ...). ``pretrained: true`` loads ImageNet weights:
+
+* by default the widely used ``bn_inception-52deb4733.pth`` of the
+  pretrainedmodels project (:data:`IMAGENET_URL`), downloaded once into torch's
+  hub cache and checked against the SHA-256 prefix in its name
+  (``backbones.hub_file``), then converted once to this module's layout
+  (classifier dropped, BatchNorm vectors stored as (1, C) reshaped to (C,)) into
+  ``bn_inception-52deb4733.dml.pt`` beside it; offline, place the file at the
+  path the error names (``$TORCH_HOME/hub/checkpoints/``);
+* ``backbone.args.weights_url``: the same file from another URL (``file://``);
+* ``backbone.args.weights: <path>``: a state dict with these key names.
+
+The model expects BGR input in 0–255 minus the per-channel mean, which the
+``mlrc`` transforms preset gives. ``backbone.freeze_bn`` keeps its BatchNorm
+layers in eval mode and untrained.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
-from dml_pipelines.core.models.backbones import BACKBONES, FeatureBackbone
+from dml_pipelines.core.models.backbones import BACKBONES, FeatureBackbone, hub_file
+from dml_pipelines.core.models.weights import BNINCEPTION_URL as IMAGENET_URL
+
+#: suffix of the converted copy in the hub cache
+CONVERTED = ".dml.pt"
 
 # block: (in, #1x1, #3x3 reduce, #3x3, #double reduce, #double 3x3, pool, #proj,
 # stride); stride 2 blocks have no 1×1 branch and pass the max-pooled input on
@@ -93,39 +109,87 @@ class BNInception(nn.Module):
         return x
 
 
-def load_weights(net: BNInception, path: str) -> None:
-    """Load a converted BN-Inception state dict (``weights_only``); classifier
-    keys (``last_linear``/``fc``) are ignored, any other mismatch is an error."""
-    if not Path(path).exists():
-        raise ValueError(f"backbone.args.weights: {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+def convert_state(state: dict, net: BNInception, source: str) -> dict:
+    """A BN-Inception state dict in ``net``'s layout: classifier keys
+    (``last_linear``/``fc``) dropped, tensors of the right size reshaped (the
+    converted Caffe files store BatchNorm vectors as (1, C)).
+
+    Raises:
+        ValueError: missing or unexpected keys, or a size mismatch (one line
+            naming ``source``).
+    """
+    target = net.state_dict()
     state = {
         k: v for k, v in state.items() if not k.startswith(("last_linear.", "fc."))
     }
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    missing = [
+        k for k in target if k not in state and not k.endswith("num_batches_tracked")
+    ]
+    unexpected = [k for k in state if k not in target]
     if missing or unexpected:
         raise ValueError(
-            f"backbone.args.weights: {path} does not fit BN-Inception: missing "
+            f"backbone.args.weights: {source} does not fit BN-Inception: missing "
             f"{missing[:3]}, unexpected {unexpected[:3]}"
         )
+    out = {}
+    for key, value in state.items():
+        shape = target[key].shape
+        if value.shape != shape:
+            if value.numel() != target[key].numel():
+                raise ValueError(
+                    f"backbone.args.weights: {source}: {key} has shape "
+                    f"{tuple(value.shape)}, BN-Inception needs {tuple(shape)}"
+                )
+            value = value.reshape(shape)
+        out[key] = value
+    return out
+
+
+def load_weights(net: BNInception, path: str | Path) -> None:
+    """Load a BN-Inception state dict (``weights_only``) into ``net``
+    (:func:`convert_state`)."""
+    if not Path(path).exists():
+        raise ValueError(f"backbone.args.weights: {path} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net.load_state_dict(convert_state(state, net, str(path)), strict=False)
+
+
+def imagenet_weights(url: str = IMAGENET_URL) -> Path:
+    """The converted ImageNet weights in torch's hub cache: the file at ``url``
+    is downloaded and checked once (``hub_file``), converted once to this
+    module's layout, and the converted copy is what later runs load."""
+    from torch.hub import get_dir
+
+    name = Path(urlparse(url).path).name
+    converted = Path(get_dir()) / "checkpoints" / f"{Path(name).stem}{CONVERTED}"
+    if converted.is_file():
+        return converted
+    raw = hub_file(url, "the BN-Inception ImageNet weights")
+    state = torch.load(raw, map_location="cpu", weights_only=True)
+    state = convert_state(state, BNInception(), str(raw))
+    part = converted.with_name(f"{converted.name}.{os.getpid()}.part")
+    torch.save(state, part)
+    os.replace(part, converted)
+    return converted
 
 
 @BACKBONES.register("bninception")
 def bninception(
-    pretrained: bool = False, weights: str | None = None
+    pretrained: bool = False,
+    weights: str | None = None,
+    weights_url: str | None = None,
 ) -> FeatureBackbone:
-    """BN-Inception -> (B, 1024, H/32, W/32); ``pretrained`` loads ``weights``."""
+    """BN-Inception -> (B, 1024, H/32, W/32); ``pretrained`` loads ``weights``
+    (a file) or else the ImageNet weights at ``weights_url`` (default
+    :data:`IMAGENET_URL`) through torch's hub cache."""
     net = BNInception()
     if pretrained:
-        if not weights:
+        if weights and weights_url:
             raise ValueError(
-                "backbone.args.weights: bninception with pretrained: true needs "
-                "the path of a converted ImageNet weights file"
+                "backbone.args: give weights (a file) or weights_url, not both"
             )
-        load_weights(net, weights)
-    elif weights:
-        raise ValueError(
-            "backbone.args.weights: given but backbone.pretrained is false"
-        )
+        load_weights(net, weights or imagenet_weights(weights_url or IMAGENET_URL))
+    elif weights or weights_url:
+        key = "weights" if weights else "weights_url"
+        raise ValueError(f"backbone.args.{key}: given but backbone.pretrained is false")
     return FeatureBackbone(net, BNInception.out_channels)

@@ -32,7 +32,9 @@ class ReportParams(BaseModel):
     """The ``report`` block.
 
     Attributes:
-        projection: ``pca`` or ``tsne`` for the 2-D embedding plot.
+        projection: ``tsne`` or ``pca`` for the 2-D embedding plot.
+        projection_classes: test classes the projection shows (a fixed random
+            draw; tens of classes in one picture show no structure).
         max_points: points per projection panel (a fixed random subset beyond).
         figure_seed: the seed whose run the projection and the retrieval sheet
             show (the lowest seed present when that seed has no run).
@@ -45,7 +47,8 @@ class ReportParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    projection: Literal["pca", "tsne"] = "pca"
+    projection: Literal["pca", "tsne"] = "tsne"
+    projection_classes: int = Field(10, ge=1, le=20)
     max_points: int = Field(3000, ge=10)
     figure_seed: int = 0
     retrieval: RetrievalSheetParams = RetrievalSheetParams()

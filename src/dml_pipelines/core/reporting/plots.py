@@ -15,6 +15,24 @@ from matplotlib.figure import Figure
 from dml_pipelines.core.reporting.stats import seed_stats
 
 CORRECT, WRONG = "#1a9850", "#d73027"
+#: panels per row of the multi-run figures: at 100 dpi a row is at most
+#: ``PANEL_COLUMNS`` × ``PANEL_WIDTH`` inches = 1500 px wide, whatever the runs
+PANEL_COLUMNS = 3
+PANEL_WIDTH = 5.0
+
+
+def panel_grid(n: int, height: float) -> tuple[Figure, list[Any]]:
+    """A figure of ``n`` panels (at least one) in rows of :data:`PANEL_COLUMNS`;
+    the unused cells of the last row are hidden. Returns the figure and the
+    ``n`` axes in reading order."""
+    n = max(1, n)
+    cols = min(PANEL_COLUMNS, n)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(PANEL_WIDTH * cols, height * rows), layout="constrained")
+    axes = list(fig.subplots(rows, cols, squeeze=False).ravel())
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
 
 
 def recall_curves(runs: pd.DataFrame, dataset: str) -> Figure:
@@ -67,12 +85,10 @@ def training_curves(histories: Mapping[str, pd.DataFrame], dataset: str) -> Figu
         The figure.
     """
     methods = sorted({run.split("/")[0] for run in histories})
-    fig = Figure(figsize=(5 * max(1, len(methods)), 4), layout="constrained")
+    fig, axes = panel_grid(len(methods), 3.6)
     if not methods:
-        ax = fig.add_subplot()
-        ax.text(0.5, 0.5, f"no training history on {dataset}", ha="center")
+        axes[0].text(0.5, 0.5, f"no training history on {dataset}", ha="center")
         return fig
-    axes = fig.subplots(1, len(methods), squeeze=False)[0]
     for ax, method in zip(axes, methods, strict=True):
         twin = None
         for run, hist in sorted(histories.items()):
@@ -98,9 +114,9 @@ def training_curves(histories: Mapping[str, pd.DataFrame], dataset: str) -> Figu
     return fig
 
 
-def project_2d(x: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
+def project_2d(x: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
     """(N, D) embeddings -> (N, 2): ``pca`` (centred SVD) or ``tsne``
-    (scikit-learn, PCA initialisation)."""
+    (scikit-learn, PCA initialisation, perplexity min(30, (N − 1) / 3))."""
     x = np.asarray(x, dtype=np.float64)
     if method == "pca":
         centred = x - x.mean(axis=0)
@@ -116,46 +132,72 @@ def project_2d(x: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
     raise ValueError(f"projection: invalid method {method!r}; valid: pca, tsne")
 
 
+def shown_classes(sets: Mapping[str, Any], n: int, seed: int) -> np.ndarray:
+    """``n`` classes drawn at random (with ``seed``) from the test classes of
+    ``sets``, sorted; the same for every panel so the panels compare."""
+    labels = np.unique(np.concatenate([np.asarray(es.labels) for es in sets.values()]))
+    if len(labels) <= n:
+        return labels
+    return np.sort(np.random.default_rng(seed).choice(labels, n, replace=False))
+
+
 def projection(
     sets: Mapping[str, Any],
     dataset: str,
     *,
-    method: str = "pca",
+    method: str = "tsne",
+    classes: int = 10,
     max_points: int = 3000,
     seed: int = 0,
 ) -> Figure:
-    """2-D projection of test embeddings coloured by class, one panel per run.
+    """2-D projection of the test embeddings of a few classes, one colour per
+    class, one panel per run (rows of :data:`PANEL_COLUMNS`).
+
+    A few classes keep the picture readable: with tens of classes the colours
+    repeat and no structure shows. The embeddings of those classes are
+    projected on their own (t-SNE by default).
 
     Args:
         sets: ``{title: EmbeddingSet}`` (normalised with the set's own rule).
         dataset: the dataset (title).
-        method: ``pca`` or ``tsne``.
+        method: ``tsne`` or ``pca``.
+        classes: how many test classes to show (a fixed random draw).
         max_points: points drawn per panel (a fixed random subset beyond it).
-        seed: subset and t-SNE seed.
+        seed: class draw, subset and t-SNE seed.
 
     Returns:
         The figure.
     """
+    from matplotlib import colormaps
+
     from dml_pipelines.core.evaluation.embeddings import normalize
 
-    fig = Figure(figsize=(5 * max(1, len(sets)), 4.5), layout="constrained")
-    axes = fig.subplots(1, max(1, len(sets)), squeeze=False)[0]
+    fig, axes = panel_grid(len(sets), 4.4)
+    shown = shown_classes(sets, classes, seed) if sets else np.array([])
+    palette = colormaps["tab10" if len(shown) <= 10 else "tab20"]
+    total = 0
     for ax, (title, es) in zip(axes, sorted(sets.items()), strict=False):
-        x = normalize(es.embeddings, es.normalization)
         labels = np.asarray(es.labels)
-        if len(x) > max_points:
-            keep = np.random.default_rng(seed).choice(len(x), max_points, replace=False)
-            x, labels = x[keep], labels[keep]
-        xy = project_2d(x, method, seed)
-        _, codes = np.unique(labels, return_inverse=True)
-        n = int(codes.max()) + 1 if len(codes) else 1
-        cmap, size = ("tab10", 10) if n <= 10 else ("tab20", 20)
-        colours = codes % size
-        ax.scatter(*xy.T, c=colours, cmap=cmap, vmin=0, vmax=size - 1, s=6, alpha=0.8)
-        ax.set(title=f"{title}: {len(np.unique(labels))} classes", xticks=[], yticks=[])
+        total = max(total, len(np.unique(labels)))
+        keep = np.flatnonzero(np.isin(labels, shown))
+        if len(keep) > max_points:
+            rng = np.random.default_rng(seed)
+            keep = np.sort(rng.choice(keep, max_points, replace=False))
+        x = normalize(es.embeddings, es.normalization)[keep]
+        xy = project_2d(x, method, seed) if len(keep) > 2 else np.zeros((len(keep), 2))
+        for i, c in enumerate(shown):
+            at = labels[keep] == c
+            ax.scatter(*xy[at].T, color=palette(i), s=9, alpha=0.85, label=str(c))
+        ax.set(title=f"{title}: {len(keep)} images", xticks=[], yticks=[])
     if not sets:
         axes[0].text(0.5, 0.5, f"no embeddings on {dataset}", ha="center")
-    fig.suptitle(f"{method.upper()} of the test embeddings on {dataset}")
+    else:
+        handles, names = axes[0].get_legend_handles_labels()
+        fig.legend(handles, names, title="class", loc="outside right upper")
+    fig.suptitle(
+        f"{method.upper() if method == 'pca' else 't-SNE'} of the test embeddings "
+        f"on {dataset}: {len(shown)} of {total} classes"
+    )
     return fig
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from dml_pipelines.core.models.weights import bninception_note
 from dml_pipelines.core.reporting.match import match_runs, run_command
 from dml_pipelines.core.reporting.reported import (
     ID_KEYS,
@@ -250,6 +251,8 @@ def paper_tables_markdown(config: Mapping[str, Any], rows: pd.DataFrame) -> str:
                 f"{backbone} {dim}-d",
                 "",
             ]
+            if backbone == "bninception":
+                parts += [bninception_note(), ""]
             metrics = list(dict.fromkeys(block["metric"]))
             header = ["method"]
             for m in metrics:
@@ -294,7 +297,8 @@ def combined_table(
         runs: the runs table of every dataset.
         datasets: the grid's datasets (rows for each, run or not).
         methods: the grid's methods.
-        seeds: the grid's seeds (for the command of a missing run).
+        seeds: the grid's seeds: the runs averaged (a run of another seed, made
+            by hand, is left out) and the command of a missing run.
 
     Returns:
         Columns ``dataset``, ``method``, ``n_seeds``, ``seeds``, the protocol
@@ -302,7 +306,9 @@ def combined_table(
         ``metric``, ``mean``, ``std``, ``ci95_low``, ``ci95_high`` (percent) and
         ``command`` (for a method without runs: one row, metric empty).
     """
-    conv = runs[runs["protocol"] == "conventional"] if not runs.empty else runs
+    conv = runs
+    if not runs.empty:
+        conv = runs[(runs["protocol"] == "conventional") & runs["seed"].isin(seeds)]
     ds_all = list(dict.fromkeys([*datasets, *conv.get("dataset", [])]))
     out = []
     for dataset in ds_all:

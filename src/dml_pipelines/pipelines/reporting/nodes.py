@@ -49,12 +49,23 @@ def collect_runs(run_files: dict[str, Any], data: DataParams) -> dict[str, Any]:
     return {f"{data.name}/runs": frame}
 
 
-def plot_recall_curves(all_runs: dict[str, Any], data: DataParams) -> Figure:
-    """Recall@K against K for every method of the run's dataset.
+def _in_grid(grid: dict[str, Any]) -> tuple[set[str], set[int]]:
+    """The grid's methods and seeds: the runs the figures show (a run made by
+    hand with another seed or method is in ``runs.csv`` but not drawn)."""
+    g = grid_lists(grid, GRID)
+    return set(g["methods"]), {int(s) for s in g["seeds"]}
+
+
+def plot_recall_curves(
+    all_runs: dict[str, Any], data: DataParams, grid: dict[str, Any]
+) -> Figure:
+    """Recall@K against K for every grid method of the run's dataset (mean over
+    the grid's seeds).
 
     Args:
         all_runs: every dataset's runs table (partitions).
         data: the run's dataset.
+        grid: ``conf/grid.yaml`` (the methods and seeds drawn).
 
     Returns:
         The figure.
@@ -64,16 +75,24 @@ def plot_recall_curves(all_runs: dict[str, Any], data: DataParams) -> Figure:
     mine = {k: v for k, v in all_runs.items() if k.split("/")[0] == data.name}
     runs = _runs_frame(mine)
     if runs.empty:
-        runs = pd.DataFrame(columns=["dataset", "protocol", "method"])
+        runs = pd.DataFrame(columns=["dataset", "protocol", "method", "seed"])
+    methods, seeds = _in_grid(grid)
+    runs = runs[runs["method"].isin(methods) & runs["seed"].isin(seeds)]
     return recall_curves(runs, data.name)
 
 
-def plot_training_curves(run_histories: dict[str, Any], data: DataParams) -> Figure:
-    """Training loss (and validation metrics) per epoch of every run.
+_HISTORY = re.compile(r"^(?P<method>[^/]+)/seed(?P<seed>\d+)(/fold\d+)?$")
+
+
+def plot_training_curves(
+    run_histories: dict[str, Any], data: DataParams, grid: dict[str, Any]
+) -> Figure:
+    """Training loss (and validation metrics) per epoch of every grid run.
 
     Args:
         run_histories: the ``training_history.csv`` files of the dataset.
         data: the run's dataset.
+        grid: ``conf/grid.yaml`` (the methods and seeds drawn).
 
     Returns:
         The figure.
@@ -81,18 +100,26 @@ def plot_training_curves(run_histories: dict[str, Any], data: DataParams) -> Fig
     from dml_pipelines.core.evaluation.aggregate import load_all, select_partitions
     from dml_pipelines.core.reporting.plots import training_curves
 
-    pattern = r"^(.+)/training_history$"
-    return training_curves(
-        load_all(select_partitions(run_histories, pattern)), data.name
-    )
+    methods, seeds = _in_grid(grid)
+    runs = select_partitions(run_histories, r"^(.+)/training_history$")
+    shown = {}
+    for run, value in runs.items():
+        m = _HISTORY.match(run)
+        if m and m["method"] in methods and int(m["seed"]) in seeds:
+            shown[run] = value
+    return training_curves(load_all(shown), data.name)
 
 
-def _figure_sets(run_embeddings: dict[str, Any], seed: int) -> dict[str, Any]:
-    """``{method: test embeddings}`` of ``seed`` (else the lowest seed present)."""
+def _figure_sets(
+    run_embeddings: dict[str, Any], seed: int, grid: dict[str, Any]
+) -> dict[str, Any]:
+    """``{method: test embeddings}`` of every grid method at ``seed`` (else the
+    lowest grid seed present)."""
+    methods, seeds = _in_grid(grid)
     found: dict[str, dict[int, Any]] = {}
     for pid, value in run_embeddings.items():
         m = _TEST_SET.match(pid.strip("/"))
-        if m:
+        if m and m["method"] in methods and int(m["seed"]) in seeds:
             found.setdefault(m["method"], {})[int(m["seed"])] = value
     out = {}
     for method, by_seed in sorted(found.items()):
@@ -103,25 +130,31 @@ def _figure_sets(run_embeddings: dict[str, Any], seed: int) -> dict[str, Any]:
 
 
 def plot_projection(
-    run_embeddings: dict[str, Any], data: DataParams, report: ReportParams
+    run_embeddings: dict[str, Any],
+    data: DataParams,
+    report: ReportParams,
+    grid: dict[str, Any],
 ) -> Figure:
-    """2-D projection of every method's test embeddings, coloured by class.
+    """2-D projection of every grid method's test embeddings of a few classes,
+    coloured by class.
 
     Args:
         run_embeddings: the ``.npz`` artifacts of the dataset (partitions).
         data: the run's dataset.
-        report: the ``report`` block (projection, points, seed).
+        report: the ``report`` block (projection, classes, points, seed).
+        grid: ``conf/grid.yaml`` (the methods and seeds drawn).
 
     Returns:
         The figure.
     """
     from dml_pipelines.core.reporting.plots import projection
 
-    sets = _figure_sets(run_embeddings, report.figure_seed)
+    sets = _figure_sets(run_embeddings, report.figure_seed, grid)
     return projection(
         sets,
         data.name,
         method=report.projection,
+        classes=report.projection_classes,
         max_points=report.max_points,
         seed=report.figure_seed,
     )
@@ -132,15 +165,17 @@ def plot_retrieval_sheets(
     image_cache: dict[str, Any],
     data: DataParams,
     report: ReportParams,
+    grid: dict[str, Any],
 ) -> dict[str, Figure]:
-    """Per method: queries with their nearest neighbours, correct ones framed
-    green and wrong ones red.
+    """Per grid method: queries with their nearest neighbours, correct ones
+    framed green and wrong ones red.
 
     Args:
         run_embeddings: the ``.npz`` artifacts of the dataset (partitions).
         image_cache: the prepared cache's manifest (its directory).
         data: the run's dataset.
         report: the ``report`` block (queries, neighbours, seed).
+        grid: ``conf/grid.yaml`` (the methods and seeds drawn).
 
     Returns:
         ``{"<method>.png": figure}``.
@@ -163,7 +198,7 @@ def plot_retrieval_sheets(
             k=r.neighbours,
             seed=r.seed,
         )
-        for title, es in _figure_sets(run_embeddings, report.figure_seed).items()
+        for title, es in _figure_sets(run_embeddings, report.figure_seed, grid).items()
     }
 
 
