@@ -311,6 +311,8 @@ class MethodConfig(StrictModel):
         if recipe not in recipes:
             valid = ", ".join(["auto", "default", *sorted(recipes)])
             raise ValueError(f"recipe {recipe!r} is unknown; valid: {valid}")
+        if recipes[recipe] == {}:
+            return data  # a resolved block: its recipe's values are in it
         # the block as written, and every recipe over it (not over this recipe's
         # merge, which ``_check_recipes`` then skips)
         try:
