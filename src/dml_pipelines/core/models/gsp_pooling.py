@@ -26,6 +26,8 @@ from dml_pipelines.core.methods.gsp_config import check_pooling_args
 from dml_pipelines.core.models.gsp_transport import lipschitz_normalize, transport_plan
 from dml_pipelines.core.models.pooling import POOLINGS
 
+#: ``weighted_gem``: initial power and input floor (the TF ``gmeanp``)
+GEM_POWER_INIT, GEM_FLOOR = 3.0, 1e-6
 #: buffers needed only while training (left out of ``model_state.pt``)
 TRAINING_ONLY_BUFFERS = ("memory", "memory_count", "steps_seen")
 
@@ -82,7 +84,9 @@ class GeneralizedSumPooling(nn.Module):
     init_memory_size: memory rows (1,024); init_delay_steps: training steps
         before the memory starts filling.
     operator: weighted_avg (Σ t_i v_i, TF) | weighted_max (head of
-        max_i n t_i f_i, the PyTorch Intra-Batch module).
+        max_i n t_i f_i, the PyTorch Intra-Batch module) | weighted_gem (head
+        of the generalized mean (mean_i max(n t_i f_i, 1e-6)^p)^(1/p) with a
+        learned power p, initially 3: the TF ResNet-50 ``use_gemp`` configs).
     augment_max_pool: add W·GMP(f) to the embedding (conventional configs).
     """
 
@@ -115,6 +119,8 @@ class GeneralizedSumPooling(nn.Module):
         self.init, self.init_delay_steps = init, init_delay_steps
         self.prototypes = nn.Parameter(torch.empty(num_prototypes, dim))
         nn.init.xavier_uniform_(self.prototypes)
+        if operator == "weighted_gem":
+            self.gem_power = nn.Parameter(torch.tensor(GEM_POWER_INIT))
         self.register_buffer("initialized", torch.tensor(init == "none"))
         size = init_memory_size if init == "memory_kcenter" else 0
         self.register_buffer("memory", torch.zeros(size, dim))
@@ -199,8 +205,13 @@ class GeneralizedSumPooling(nn.Module):
                 out["embedding"] = torch.einsum("bn,bnd->bd", t.to(v.dtype), v)
             else:
                 f = fmap.flatten(2)  # (B, C, n)
-                pooled = (n * t.to(f.dtype))[:, None, :] * f
-                out["pooled"] = pooled.amax(dim=2)
+                weighted = (n * t.to(f.dtype))[:, None, :] * f
+                if self.operator == "weighted_max":
+                    out["pooled"] = weighted.amax(dim=2)
+                else:
+                    p = self.gem_power.to(f.dtype)
+                    mean = weighted.clamp_min(GEM_FLOOR).pow(p).mean(dim=2)
+                    out["pooled"] = mean.pow(1.0 / p)
                 out["embedding"] = head(out["pooled"])
         if self.augment_max_pool:
             out["embedding"] = out["embedding"] + head(fmap.amax(dim=(2, 3)))

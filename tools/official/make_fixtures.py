@@ -1,0 +1,352 @@
+"""Write the golden fixtures of ``tests/fixtures/official/`` by running the
+authors' code on fixed seeded inputs (float64).
+
+Run it through ``tools/official/make_fixtures.sh`` (it builds the TensorFlow
+virtualenv first); see tools/official/README.md. Arguments are the checkouts of
+the three official repositories; nothing of them is copied into this
+repository: ``framework/`` is staged and patched (float64) in a temp dir at run
+time (``official_import.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import official_import  # noqa: E402
+
+F64 = np.float64
+#: one fixed seed per fixture file
+SEEDS = {
+    "gsp_layer.npz": 0,
+    "zsr.npz": 1,
+    "gsp_loss_chain.npz": 2,
+    "keras_adam.npz": 3,
+    "gsp_torch.npz": 4,
+    "mpn.npz": 5,
+    "ccp_losses.npz": 6,
+    "ccp_proxies.npz": 7,
+    "ccp_regularizer.npz": 8,
+    "ccp_switch.npz": 9,
+}
+
+
+def commit_of(repo: Path) -> str:
+    out = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def save(out_dir: Path, name: str, meta: dict, arrays: dict) -> None:
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    for k, v in arrays.items():
+        if v.dtype == np.float32:
+            raise TypeError(f"{name}:{k} is float32; fixtures are float64")
+    arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
+    np.savez_compressed(out_dir / name, **arrays)
+    print(f"wrote {out_dir / name}: {sorted(arrays)}")
+
+
+# ---------------------------------------------------------------------------
+# GSP (TensorFlow framework of yetigurbuz/generalized-sum-pooling)
+# ---------------------------------------------------------------------------
+class _StubModel:
+    """What the framework's loss constructors read from its model object."""
+
+    def __init__(self, tf, num_classes: int, dim: int):
+        inp = tf.keras.Input(shape=(dim,), dtype=tf.float64)
+        self.arch = tf.keras.Model(inp, tf.keras.layers.Lambda(lambda x: x)(inp))
+        self.num_classes = num_classes
+        self.learning_rate_multipliers = {}
+        self.training_callbacks = []
+        self.gradient_transformers = []
+
+
+def gsp_layer_cases(tf, rng):
+    """The official GSP layer (transport branch) on fixed inputs."""
+    from framework.layers.pooling.generalized_sum_pooling import (
+        GeneralizedSumPooling,
+    )
+
+    b, h, w, c, d, k = 3, 3, 4, 6, 5, 4
+    cases = {
+        "avg_inv": dict(grad_method="inv"),
+        "avg_auto": dict(grad_method="auto"),
+        "gem_inv": dict(grad_method="inv", use_gemp=True),
+        "maxaug_inv": dict(grad_method="inv", augment_max_pool=True),
+    }
+    out = {}
+    for name, kw in cases.items():
+        x = np.abs(rng.normal(size=(b, h, w, c))) + 0.05 * rng.normal(size=(b, h, w, c))
+        head = rng.normal(size=(c, d)) * 0.6
+        protos = rng.normal(size=(k, d)) * 0.7
+        cot = rng.normal(size=(b, d + k))
+        layer = GeneralizedSumPooling(
+            embedding_size=d,
+            support_size=k,
+            transport_ratio=0.3,
+            entropy_regularizer_weight=5.0,
+            optimization_steps=100,
+            memory_size=k,  # <= support_size: always the transport branch
+            dtype="float64",
+            **kw,
+        )
+        xt = tf.constant(x)
+        layer(xt, training=True)  # build
+        layer._pre_feature_head.kernel.assign(head[None, None])
+        layer._partial_transport._target_support.assign(protos)
+        watch = [
+            xt,
+            layer._pre_feature_head.kernel,
+            layer._partial_transport._target_support,
+        ]
+        if kw.get("use_gemp"):
+            watch.append(layer._p)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = layer(xt, training=True)
+            scalar = tf.reduce_sum(y * cot)
+        grads = tape.gradient(scalar, watch)
+        p = {
+            "fmap": np.transpose(x, (0, 3, 1, 2)),  # NCHW for the project
+            "head_weight": head.T,  # Linear(C, D).weight
+            "prototypes": protos,
+            "cot_emb": cot[:, :d],
+            "cot_attr": cot[:, d:],
+            "emb": y.numpy()[:, :d],
+            "attr": y.numpy()[:, d:],
+            "grad_fmap": np.transpose(grads[0].numpy(), (0, 3, 1, 2)),
+            "grad_head_weight": grads[1].numpy()[0, 0].T,
+            "grad_prototypes": grads[2].numpy(),
+        }
+        if kw.get("use_gemp"):
+            p["gem_power"] = np.array(3.0)
+            p["grad_gem_power"] = np.array(grads[3].numpy().reshape(()))
+        for key, v in p.items():
+            out[f"{name}/{key}"] = np.asarray(v, dtype=F64)
+    meta = {
+        "cases": list(cases),
+        "transport_ratio": 0.3,
+        "entropy_weight": 5.0,
+        "solver_iterations": 100,
+        "num_prototypes": k,
+        "dim": d,
+        "what": "GeneralizedSumPooling.transport_pool (training=True): emb = "
+        "pooled (D), attr = attribute vector (K); grads of sum(out * cot)",
+    }
+    return meta, out
+
+
+def zsr_cases(tf, fw, rng):
+    """The official ZSR term (LossWithZSR.train_predictor + attribute_loss)."""
+    from framework.configs import default
+
+    out = {}
+    cases = {"uncapped": 1.0, "capped": 6.0}
+    p, kk, k, d, n_cls = 4, 3, 5, 4, 7
+    for name, e_scale in cases.items():
+        cfg = default.cfg.clone()
+        cfg.defrost()
+        cfg.model.embedding_head.embedding_size = d
+        cfg.model.embedding_head.GeneralizedSumPooling.support_size = k
+        cfg.loss.zsr.function = "original_contrastive"
+        cfg.training.classes_per_batch = p
+        cfg.training.sample_per_class = kk
+        model = _StubModel(tf, n_cls, d + k)
+        loss = fw.losses.factory.zsr(model=model, cfg=cfg).loss_fn
+        classes = rng.choice(n_cls, size=p, replace=False)
+        labels = np.tile(classes, kk)  # the TF class-interleaved layout
+        attr = rng.dirichlet(np.ones(k), size=p * kk)
+        class_emb = rng.normal(size=(n_cls, d)) * e_scale
+        loss.meta_proxy.assign(class_emb)
+        at = tf.constant(attr)
+        lab = tf.constant(labels.reshape(-1, 1).astype(np.int32))
+        with tf.GradientTape() as tape:
+            tape.watch(at)
+            pred, lbls = loss.train_predictor(at, lab)
+            value = loss.attribute_loss(lbls, pred)
+        g_attr, g_emb = tape.gradient(value, [at, loss.meta_proxy])
+        if isinstance(g_emb, tf.IndexedSlices):
+            g_emb = tf.convert_to_tensor(g_emb)
+        # per-sample probabilities of the own class (to show which are capped)
+        logits = 9.5 * (pred.numpy() @ class_emb.T)
+        logits -= logits.max(1, keepdims=True)
+        prob = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        own = prob[np.arange(len(prob)), lbls.numpy().reshape(-1)]
+        for key, v in {
+            "attr": attr,
+            "labels": labels,
+            "class_emb": class_emb,
+            "loss": value.numpy(),
+            "grad_attr": g_attr.numpy(),
+            "grad_class_emb": g_emb.numpy(),
+            "own_prob": own,
+        }.items():
+            out[f"{name}/{key}"] = np.asarray(
+                v, dtype=np.int64 if key == "labels" else F64
+            )
+    meta = {
+        "cases": list(cases),
+        "ridge": 0.05,
+        "scale": 9.5,
+        "epsilon": 1e-16,
+        "what": "ZSR term alone on a class-interleaved batch (TF layout): even "
+        "positions vs odd positions; loss = mean -log(p + 1e-16)",
+    }
+    return meta, out
+
+
+def loss_chain_cases(tf, fw, rng):
+    """``--loss=zsr/xbm/original_contrastive`` over a batch sequence: the
+    memory fills, then its term switches on (batches_in_mem 3, start_at 2)."""
+    from framework.configs import default
+
+    p, kk, k, d, n_cls, steps = 4, 2, 3, 4, 9, 8
+    cfg = default.cfg.clone()
+    cfg.defrost()
+    cfg.model.embedding_head.embedding_size = d
+    cfg.model.embedding_head.GeneralizedSumPooling.support_size = k
+    cfg.training.classes_per_batch = p
+    cfg.training.sample_per_class = kk
+    cfg.loss.function = "zsr"
+    cfg.loss.zsr.function = "xbm"
+    cfg.loss.xbm.function = "original_contrastive"
+    cfg.loss.xbm.batches_in_mem = 3
+    cfg.loss.xbm.start_at = 2
+    cfg.loss.computation_head.normalize_embeddings = True
+    cfg.loss.computation_head.avg_nonzero_only = True
+    model = _StubModel(tf, n_cls, d + k)
+    loss = fw.losses.factory.zsr(model=model, cfg=cfg)
+    class_emb = rng.normal(size=(n_cls, d))
+    loss.loss_fn.meta_proxy.assign(class_emb)
+    rec = {k_: [] for k_ in ("emb", "attr", "labels", "loss", "grad_emb", "grad_attr")}
+    for _ in range(steps):
+        classes = rng.choice(n_cls, size=p, replace=False)
+        labels = np.tile(classes, kk)
+        emb = rng.normal(size=(p * kk, d))
+        attr = rng.dirichlet(np.ones(k), size=p * kk)
+        y = tf.constant(np.concatenate([emb, attr], axis=1))
+        lab = tf.constant(labels.reshape(-1, 1).astype(np.int32))
+        with tf.GradientTape() as tape:
+            tape.watch(y)
+            value = loss.call(lab, y)
+        g = tape.gradient(value, y).numpy()
+        for key, v in (
+            ("emb", emb),
+            ("attr", attr),
+            ("labels", labels),
+            ("loss", value.numpy()),
+            ("grad_emb", g[:, :d]),
+            ("grad_attr", g[:, d:]),
+        ):
+            rec[key].append(v)
+    out = {
+        key: np.asarray(v, dtype=np.int64 if key == "labels" else F64)
+        for key, v in rec.items()
+    }
+    out["class_emb"] = class_emb
+    meta = {
+        "batches_in_mem": 3,
+        "start_at": 2,
+        "margin": 0.5,
+        "eps": 1e-5,
+        "zsr_weight": 0.1,
+        "ridge": 0.05,
+        "scale": 9.5,
+        "what": "total loss (1-w)(C1 + XBM term) + w ZSR per step, memory "
+        "term on from step index start_at + batches_in_mem - 1; grads wrt "
+        "the unnormalised pooled embedding and the attributes",
+    }
+    return meta, out
+
+
+def keras_adam_cases(tf, rng):
+    """Keras Adam (both tf.keras optimizer families) on fixed gradients."""
+    n, steps, lr = 6, 12, 1e-3
+    theta0 = rng.normal(size=n)
+    grads = rng.normal(size=(steps, n)) * np.logspace(-9, 0, n)  # tiny to unit
+    out = {"theta0": theta0, "grads": grads, "lr": np.array(lr)}
+    for key, ctor in (
+        ("new", tf.keras.optimizers.Adam),
+        ("legacy", tf.keras.optimizers.legacy.Adam),
+    ):
+        var = tf.Variable(theta0)
+        opt = ctor(learning_rate=lr)
+        traj = []
+        for g in grads:
+            opt.apply_gradients([(tf.constant(g), var)])
+            traj.append(var.numpy().copy())
+        out[f"{key}/trajectory"] = np.asarray(traj, dtype=F64)
+        out[f"{key}/epsilon"] = np.array(float(opt.epsilon))
+    meta = {"beta_1": 0.9, "beta_2": 0.999, "what": "theta after each step"}
+    return meta, out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument(
+        "--gsp",
+        type=Path,
+        required=True,
+        help="checkout of yetigurbuz/generalized-sum-pooling",
+    )
+    ap.add_argument(
+        "--ccp", type=Path, required=True, help="checkout of yetigurbuz/ccp-dml"
+    )
+    ap.add_argument(
+        "--intra-batch",
+        type=Path,
+        required=True,
+        help="checkout of dvl-tum/intra_batch",
+    )
+    ap.add_argument("--out", type=Path, default=Path("tests/fixtures/official"))
+    ap.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="fixture groups to write (gsp, ccp, torch)",
+    )
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    only = set(args.only or ("gsp", "ccp", "torch"))
+
+    import tensorflow as tf
+
+    versions = {"tensorflow": tf.__version__, "numpy": np.__version__}
+    if "gsp" in only:
+        fw = official_import.import_framework(args.gsp / "tensorflow")
+        base = {
+            "repo": "yetigurbuz/generalized-sum-pooling",
+            "commit": commit_of(args.gsp),
+            "dtype": "float64",
+            **versions,
+        }
+        for name, fn in (
+            ("gsp_layer.npz", lambda r: gsp_layer_cases(tf, r)),
+            ("zsr.npz", lambda r: zsr_cases(tf, fw, r)),
+            ("gsp_loss_chain.npz", lambda r: loss_chain_cases(tf, fw, r)),
+            ("keras_adam.npz", lambda r: keras_adam_cases(tf, r)),
+        ):
+            meta, arrays = fn(np.random.default_rng(SEEDS[name]))
+            save(args.out, name, {**base, **meta}, arrays)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
