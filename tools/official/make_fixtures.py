@@ -298,6 +298,320 @@ def keras_adam_cases(tf, rng):
     return meta, out
 
 
+# ---------------------------------------------------------------------------
+# CCP (TensorFlow framework of yetigurbuz/ccp-dml)
+# ---------------------------------------------------------------------------
+class _StubCcpModel(_StubModel):
+    """A model whose ``EmbeddingHead`` layer tells ``makeProxy`` the size."""
+
+    def __init__(self, tf, num_classes: int, dim: int):
+        inp = tf.keras.Input(shape=(dim,), dtype=tf.float64)
+        head = tf.keras.layers.Lambda(lambda x: x, name="EmbeddingHead")
+        head._embedding_size = dim
+        self.arch = tf.keras.Model(inp, head(inp))
+        self.num_classes = num_classes
+        self.learning_rate_multipliers = {}
+        self.training_callbacks = []
+        self.gradient_transformers = []
+
+
+#: the project's CCP loss names -> (official loss name, official cfg values)
+CCP_BASES = {
+    "contrastive_c2": ("contrastive", {"pos_margin": 0.0, "neg_margin": 0.3841}),
+    "multi_similarity": (
+        "multi_similarity",
+        {"alpha_margin": 2.0, "beta_margin": 40.0, "lambda_margin": 0.5},
+    ),
+    "triplet": ("triplet", {"margin": 0.0961}),
+}
+
+
+def ccp_loss_cases(tf, fw, rng):
+    """``--loss=ccp/<base>``: LossWithCCP = 0.1 * in-batch term + 1.0 * proxy
+    term, Lipschitz (clip-to-ball) normalisation, l2 distances."""
+    from framework import losses as flosses
+    from framework.configs import default
+    from framework.utilities import proxy_utils
+
+    p, kk, m, d, n_cls = 4, 3, 2, 5, 6
+    out = {}
+    for name, (official, values) in CCP_BASES.items():
+        cfg = default.cfg.clone()
+        cfg.defrost()
+        cfg.training.classes_per_batch = p
+        cfg.training.sample_per_class = kk
+        cfg.loss.computation_head.normalize_embeddings = True
+        cfg.loss.computation_head.avg_nonzero_only = True
+        cfg.loss.computation_head.distance_function = "l2"
+        cfg.loss.computation_head.lipschitz_cont = True
+        for key, v in values.items():
+            cfg.loss.get(official)[key] = v
+        model = _StubCcpModel(tf, n_cls, d)
+        reps, _ = proxy_utils.makeProxy(
+            model=model.arch,
+            num_classes=n_cls,
+            proxy_per_class=m,
+            num_sets=1,
+            trainable=True,
+            name="ccp",
+        )
+        base = getattr(flosses, official)
+
+        class LossWithCCP(base):  # as CCPLoss builds it (loss.py)
+            def call(self, y_true, y_pred):
+                from framework.layers import L2Normalization
+                from framework.utilities.loss_and_metric_utils import labels2Pairs
+
+                labels, embeddings = y_true, y_pred
+                if self.normalize_embeddings:
+                    embeddings = L2Normalization()(embeddings)
+                pdists = self.pdist_fn(
+                    embeddings=embeddings,
+                    ref_embeddings=embeddings,
+                    squared=self.squared_distance,
+                )
+                pos, neg = labels2Pairs(
+                    labels=labels,
+                    ref_labels=None,
+                    structured=self.structured_batch,
+                    num_classes=self.classes_per_batch,
+                )
+                loss0 = self._computeLoss(pdists, pos, neg, labels)
+                proxy = super().call(y_true, y_pred)
+                return 0.1 * loss0 + 1.0 * proxy
+
+        loss = LossWithCCP(model=model, cfg=cfg)
+        classes = rng.choice(n_cls, size=p, replace=False)
+        labels = np.tile(classes, kk)
+        # norms around 1: some clipped onto the ball, some not
+        emb = rng.normal(size=(p * kk, d)) * rng.uniform(0.15, 0.7, size=(p * kk, 1))
+        proxies = rng.normal(size=(n_cls * m, d)) * rng.uniform(
+            0.15, 0.7, size=(n_cls * m, 1)
+        )
+        reps[0].assign(proxies)
+        e = tf.constant(emb)
+        lab = tf.constant(labels.reshape(-1, 1).astype(np.int32))
+        with tf.GradientTape() as tape:
+            tape.watch(e)
+            value = loss.call(lab, e)
+        g_e, g_p = tape.gradient(value, [e, reps[0]])
+        for key, v in {
+            "emb": emb,
+            "labels": labels,
+            "proxies": proxies,
+            "loss": value.numpy(),
+            "grad_emb": g_e.numpy(),
+            "grad_proxies": tf.convert_to_tensor(g_p).numpy(),
+        }.items():
+            out[f"{name}/{key}"] = np.asarray(
+                v, dtype=np.int64 if key == "labels" else F64
+            )
+        out[f"{name}/margins"] = np.array(list(values.values()), dtype=F64)
+    meta = {
+        "cases": list(CCP_BASES),
+        "official_names": {k: v[0] for k, v in CCP_BASES.items()},
+        "margins": {k: v[1] for k, v in CCP_BASES.items()},
+        "proxies_per_class": m,
+        "proxy_layout": "m-major: row m*C + c has label c (ProxyLabelInitializer)",
+        "what": "0.1 * in-batch term + 1.0 * proxy term; clip-to-ball, l2",
+    }
+    return meta, out
+
+
+def _ccp_callback(tf, n_cls, m, d, pool_size, lam0=2e-4, decay=1.0, proxies=True):
+    """An ``AlternatingProjectionCallback`` on small variables. Its
+    representative sampler returns pass ``i`` (C, D) of the pool variable at
+    its i-th call (graph-safe: a counter variable, as the official one reads a
+    tf.data iterator)."""
+    from framework.losses.ccp.callback import AlternatingProjectionCallback
+
+    reps = tf.Variable(np.zeros((n_cls * m, d))) if proxies else None
+    pool = tf.Variable(np.zeros((n_cls, pool_size, d)))
+    count = tf.Variable(0, dtype=tf.int64)
+
+    def sampler():
+        i = count.assign_add(1) - 1
+        return tf.gather(pool, i % pool_size, axis=1)
+
+    cb = AlternatingProjectionCallback(
+        curr_weights=[tf.Variable(np.zeros(3))],
+        model_weigths=[tf.Variable(np.zeros(3))],
+        ccp_lambda=tf.Variable(lam0, dtype=tf.float64),
+        lambda_decay=decay,
+        ccp_iterations=1,
+        step_at_batch=False,
+        early_stopping=True,
+        early_stopping_patience=3,
+        monitor_to_stop="MAPatR",
+        stop_at_min=False,
+        class_representatives=reps,
+        proxy_per_class=m,
+        representative_sampler=sampler if proxies else None,
+        representative_pool_size=pool_size,
+        random_init=False,
+        normalized_embeddings=False,
+    )
+    return cb, reps, pool, count
+
+
+def ccp_proxy_cases(tf, fw, rng):
+    """Proxy (re-)selection: the callback's ``_updateRepresentatives`` (pool of
+    b passes of one image per class, greedy k-center per class seeded by the
+    best proxies), first from zero seeds, then from given seeds."""
+    n_cls, m, d, b = 5, 3, 4, 7
+    cb, reps, pool_var, count = _ccp_callback(tf, n_cls, m, d, b)
+    out = {}
+    for name, seeds in (
+        ("first", np.zeros((n_cls * m, d))),
+        ("second", rng.normal(size=(n_cls * m, d)) * 0.5),
+    ):
+        pool = rng.normal(size=(n_cls, b, d))
+        pool_var.assign(pool)
+        count.assign(0)
+        cb.best_class_representatives.assign(seeds)
+        _, _, pool_seen = cb._updateRepresentatives()
+        out[f"{name}/pool"] = pool
+        out[f"{name}/seeds"] = seeds
+        out[f"{name}/pool_seen"] = pool_seen.numpy()
+        out[f"{name}/proxies"] = reps.numpy()  # m-major (C*M, D)
+    meta = {
+        "num_classes": n_cls,
+        "proxies_per_class": m,
+        "pool_per_class": b,
+        "what": "seeds and proxies m-major (C*M, D) (row m*C + c: class c); "
+        "pool (C, b, D); pool_seen is the pool as the callback stacks it",
+    }
+    return meta, {k: np.asarray(v, dtype=F64) for k, v in out.items()}
+
+
+def ccp_regularizer_cases(tf, fw, rng):
+    """``DistanceRegularizer`` (g + λ(θ − θ̄) on the network weights, the
+    proxies untouched) and the λ schedule of ``_updateLambdaCoeff``."""
+    from framework.solvers.gradient_transformers import DistanceRegularizer
+
+    shapes = [(3, 4), (4,)]
+    net = [tf.Variable(rng.normal(size=s)) for s in shapes]
+    proxies = tf.Variable(rng.normal(size=(6, 4)))
+    reg = DistanceRegularizer(model_weights=net, penalty_weight=2e-4)
+    anchors = [rng.normal(size=s) for s in shapes]
+    for v, a in zip(reg._prev_weights, anchors):
+        v.assign(a)
+    grads = [rng.normal(size=s) for s in shapes] + [rng.normal(size=(6, 4))]
+    out_gv = reg(list(zip([tf.constant(g) for g in grads], net + [proxies])))
+    out = {
+        "lambda": np.array(2e-4),
+        "net0": net[0].numpy(),
+        "net1": net[1].numpy(),
+        "proxies": proxies.numpy(),
+        "anchor0": anchors[0],
+        "anchor1": anchors[1],
+        "grad0": grads[0],
+        "grad1": grads[1],
+        "grad_proxies": grads[2],
+        "out0": out_gv[0][0].numpy(),
+        "out1": out_gv[1][0].numpy(),
+        "out_proxies": out_gv[2][0].numpy(),
+    }
+    # λ per instance: ccpInitialize (instance 0) then ccpUpdate k times
+    for decay in (1.0, 0.5):
+        cb, _, _, _ = _ccp_callback(tf, 2, 1, 3, 2, 2e-4, decay, proxies=False)
+        seq = [float(cb.ccpInitialize()[1].numpy())]
+        for _ in range(4):
+            seq.append(float(cb.ccpUpdate()[1].numpy()))
+        out[f"lambda_schedule/decay_{decay}"] = np.array(seq)
+    meta = {
+        "what": "out* = transformed gradients; lambda_schedule/decay_x = λ "
+        "in instances 0..4 (reg_lambda 2e-4)"
+    }
+    return meta, {k: np.asarray(v, dtype=F64) for k, v in out.items()}
+
+
+#: validation sequences (the metric computed at the end of each epoch)
+SWITCH_SEQUENCES = {
+    "rise_then_flat": [
+        0.10,
+        0.20,
+        0.25,
+        0.25,
+        0.25,
+        0.25,
+        0.26,
+        0.26,
+        0.26,
+        0.26,
+        0.30,
+        0.31,
+        0.31,
+        0.31,
+        0.31,
+        0.31,
+    ],
+    "noisy": [
+        0.30,
+        0.32,
+        0.31,
+        0.33,
+        0.329995,
+        0.33,
+        0.33001,
+        0.328,
+        0.327,
+        0.35,
+        0.34,
+        0.34,
+        0.36,
+        0.36,
+        0.36,
+        0.36,
+        0.37,
+        0.36,
+    ],
+    "monotone": [0.1 + 0.01 * i for i in range(12)],
+}
+
+
+def ccp_switch_cases(tf, fw, rng):
+    """The callback's ``stepFn`` at each epoch end, with its default
+    min_delta (1e-5), patience (3), ccp_iterations (1). The value it sees is
+    the compiled metric's stored result, written by the metric callback that
+    runs after it in the callback list: the previous epoch's value (0.0, the
+    metric's initial value, at epoch 0)."""
+    out = {}
+    for name, seq in SWITCH_SEQUENCES.items():
+        cb, _, _, _ = _ccp_callback(tf, 2, 1, 3, 2)
+        events = {"switch": [], "best": []}
+        cb.ccpUpdate = lambda: events["switch"].append(epoch)
+        cb._updateBest = lambda: events["best"].append(epoch)
+        cb.on_train_begin = None
+        seen = [0.0] + list(seq[:-1])
+        for epoch, value in enumerate(seen):
+            cb.stepFn(epoch, {"MAPatR": value})
+        sw = np.zeros(len(seq), dtype=np.int64)
+        sw[events["switch"]] = 1
+        best = np.zeros(len(seq), dtype=np.int64)
+        best[events["best"]] = 1
+        out[f"{name}/val_metric"] = np.asarray(seq, dtype=F64)
+        out[f"{name}/seen"] = np.asarray(seen, dtype=F64)
+        out[f"{name}/switch"] = sw
+        out[f"{name}/best_update"] = best
+        out[f"{name}/switch_epochs"] = np.asarray(events["switch"], dtype=np.int64)
+    meta = {
+        "cases": list(SWITCH_SEQUENCES),
+        "min_improvement_margin": 1e-5,
+        "early_stopping_patience": 3,
+        "ccp_iterations": 1,
+        "monitor_lag_epochs": 1,
+        "what": "epochs 0-based. val_metric[e]: validation value computed at "
+        "the end of epoch e; seen[e]: the value stepFn receives at the end of "
+        "epoch e (val_metric[e-1]; 0.0 at e = 0); switch[e] = 1: ccpUpdate "
+        "(instance switch: anchor <- best, lambda update, proxies re-selected) "
+        "at the end of epoch e; best_update[e] = 1: _updateBest (new best "
+        "weights and proxies) at the end of epoch e; switch_epochs: the e "
+        "with switch[e] = 1",
+    }
+    return meta, out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument(
@@ -344,6 +658,22 @@ def main(argv=None) -> int:
             ("keras_adam.npz", lambda r: keras_adam_cases(tf, r)),
         ):
             meta, arrays = fn(np.random.default_rng(SEEDS[name]))
+            save(args.out, name, {**base, **meta}, arrays)
+    if "ccp" in only:
+        fw = official_import.import_framework(args.ccp)
+        base = {
+            "repo": "yetigurbuz/ccp-dml",
+            "commit": commit_of(args.ccp),
+            "dtype": "float64",
+            **versions,
+        }
+        for name, fn in (
+            ("ccp_losses.npz", ccp_loss_cases),
+            ("ccp_proxies.npz", ccp_proxy_cases),
+            ("ccp_regularizer.npz", ccp_regularizer_cases),
+            ("ccp_switch.npz", ccp_switch_cases),
+        ):
+            meta, arrays = fn(tf, fw, np.random.default_rng(SEEDS[name]))
             save(args.out, name, {**base, **meta}, arrays)
     return 0
 
