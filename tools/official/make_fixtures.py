@@ -494,10 +494,12 @@ def ccp_regularizer_cases(tf, fw, rng):
     proxies = tf.Variable(rng.normal(size=(6, 4)))
     reg = DistanceRegularizer(model_weights=net, penalty_weight=2e-4)
     anchors = [rng.normal(size=s) for s in shapes]
-    for v, a in zip(reg._prev_weights, anchors):
+    for v, a in zip(reg._prev_weights, anchors, strict=True):
         v.assign(a)
     grads = [rng.normal(size=s) for s in shapes] + [rng.normal(size=(6, 4))]
-    out_gv = reg(list(zip([tf.constant(g) for g in grads], net + [proxies])))
+    out_gv = reg(
+        list(zip([tf.constant(g) for g in grads], net + [proxies], strict=True))
+    )
     out = {
         "lambda": np.array(2e-4),
         "net0": net[0].numpy(),
@@ -576,16 +578,27 @@ def ccp_switch_cases(tf, fw, rng):
     the compiled metric's stored result, written by the metric callback that
     runs after it in the callback list: the previous epoch's value (0.0, the
     metric's initial value, at epoch 0)."""
+
+    class Recorder:  # stands in for the two tf.functions the step calls
+        def __init__(self):
+            self.epoch, self.switch, self.best = 0, [], []
+
+        def update(self):
+            self.switch.append(self.epoch)
+
+        def best_update(self):
+            self.best.append(self.epoch)
+
     out = {}
     for name, seq in SWITCH_SEQUENCES.items():
         cb, _, _, _ = _ccp_callback(tf, 2, 1, 3, 2)
-        events = {"switch": [], "best": []}
-        cb.ccpUpdate = lambda: events["switch"].append(epoch)
-        cb._updateBest = lambda: events["best"].append(epoch)
-        cb.on_train_begin = None
+        rec = Recorder()
+        cb.ccpUpdate, cb._updateBest = rec.update, rec.best_update
         seen = [0.0] + list(seq[:-1])
         for epoch, value in enumerate(seen):
+            rec.epoch = epoch
             cb.stepFn(epoch, {"MAPatR": value})
+        events = {"switch": rec.switch, "best": rec.best}
         sw = np.zeros(len(seq), dtype=np.int64)
         sw[events["switch"]] = 1
         best = np.zeros(len(seq), dtype=np.int64)
