@@ -625,6 +625,155 @@ def ccp_switch_cases(tf, fw, rng):
     return meta, out
 
 
+# ---------------------------------------------------------------------------
+# PyTorch modules: GSP for Intra-Batch (generalized-sum-pooling/pytorch/gsp)
+# and the Intra-Batch message-passing network (dvl-tum/intra_batch)
+# ---------------------------------------------------------------------------
+def gsp_torch_cases(gsp_repo: Path, rng):
+    """The official PyTorch GSP module (``GSP``: weighted max pooling, classifier
+    k-center prototypes at the first forward), float64."""
+    import torch
+
+    torch.set_default_dtype(torch.float64)
+    # its parent-relative imports (``..gsp.norm_layer``) need the parent package
+    embed_layer = official_import.import_torch_package(
+        gsp_repo, "pytorch", "gsp.embed_layer"
+    )
+    b, c, h, w, d, n_cls = 3, 6, 3, 4, 8, 70
+    torch.manual_seed(0)
+    mod = embed_layer.GSP(in_channels=c, emb_dim=d, num_classes=n_cls)
+    params = {
+        "embed_weight": rng.normal(size=(d, c)) * 0.5,
+        "embed_bias": rng.normal(size=d) * 0.1,
+        "classifier_weight": rng.normal(size=(n_cls, d)) * 0.5,
+        "classifier_bias": rng.normal(size=n_cls) * 0.1,
+    }
+    with torch.no_grad():
+        mod.embed.weight.copy_(torch.from_numpy(params["embed_weight"]))
+        mod.embed.bias.copy_(torch.from_numpy(params["embed_bias"]))
+        mod.classifier.weight.copy_(torch.from_numpy(params["classifier_weight"]))
+        mod.classifier.bias.copy_(torch.from_numpy(params["classifier_bias"]))
+    x = np.abs(rng.normal(size=(b, c, h, w)))
+    xt = torch.from_numpy(x).requires_grad_(True)
+    probs, emb, attr = mod(xt)
+    cots = {
+        "probs": rng.normal(size=probs.shape),
+        "emb": rng.normal(size=emb.shape),
+        "attr": rng.normal(size=attr.shape),
+    }
+    scalar = sum(
+        (t * torch.from_numpy(cots[k])).sum()
+        for k, t in (("probs", probs), ("emb", emb), ("attr", attr))
+    )
+    scalar.backward()
+    out = {f"param/{k}": v for k, v in params.items()}
+    out.update(
+        {
+            "fmap": x,
+            "probs": probs.detach().numpy(),
+            "emb": emb.detach().numpy(),
+            "attr": attr.detach().numpy(),
+            "prototypes": mod.prototypes.detach().numpy(),
+            "grad_fmap": xt.grad.numpy(),
+            "grad_embed_weight": mod.embed.weight.grad.numpy(),
+            "grad_embed_bias": mod.embed.bias.grad.numpy(),
+            "grad_classifier_weight": mod.classifier.weight.grad.numpy(),
+            "grad_prototypes": mod.prototypes.grad.numpy(),
+            **{f"cot_{k}": v for k, v in cots.items()},
+        }
+    )
+    torch.set_default_dtype(torch.float32)
+    meta = {
+        "num_prototypes": int(mod.num_protos),
+        "transport_ratio": mod.transport_ratio,
+        "entropy_weight": mod.entropy_regularizer_weight,
+        "solver_iterations": mod.optimization_steps,
+        "pooling_method": mod.pooling_method,
+        "what": "GSP(in_channels, emb_dim, num_classes) forward in train mode: "
+        "probs = classifier(embed(GMP(n t f))), emb = normalize(embed(...)), "
+        "attr; prototypes picked from the classifier rows at the first forward",
+    }
+    return meta, {k: np.asarray(v, dtype=F64) for k, v in out.items()}
+
+
+def mpn_cases(ib_repo: Path, rng):
+    """The Intra-Batch MPN (``GNNReID``: dim_red + one DotAttentionLayer over
+    the complete graph with self-loops, the released CUB config), eval mode
+    (no dropout), float64."""
+    import torch
+
+    torch.set_default_dtype(torch.float64)
+    gnn_base = official_import.import_torch_package(ib_repo, "net", "gnn_base")
+    b, d, n_cls, heads = 6, 8, 5, 2
+    params = {
+        "red": 1,
+        "cat": 0,
+        "every": 0,
+        "gnn": {
+            "num_layers": 1,
+            "aggregator": "add",
+            "num_heads": heads,
+            "attention": "dot",
+            "mlp": 1,
+            "dropout_mlp": 0.1,
+            "norm1": 1,
+            "norm2": 1,
+            "res1": 1,
+            "res2": 1,
+            "dropout_1": 0.1,
+            "dropout_2": 0.1,
+            "mult_attr": 0,
+        },
+        "classifier": {
+            "neck": 1,
+            "num_classes": n_cls,
+            "dropout_p": 0.4,
+            "use_batchnorm": 0,
+        },
+    }
+    torch.manual_seed(0)
+    gnn = gnn_base.GNNReID("cpu", params, embed_dim=d).eval()
+    weights = {}
+    with torch.no_grad():
+        for name, p in gnn.named_parameters():
+            if name.startswith(("dim_red", "gnn_model")):
+                v = rng.normal(size=tuple(p.shape)) * 0.4
+                if name.endswith("norm1.weight") or name.endswith("norm2.weight"):
+                    v = 1.0 + v
+                p.copy_(torch.from_numpy(v))
+                weights[f"param/{name}"] = v
+    x = rng.normal(size=(b, d))
+    xt = torch.from_numpy(x).requires_grad_(True)
+    idx = torch.arange(b)
+    edge_index = torch.stack(torch.meshgrid(idx, idx, indexing="ij"), -1).reshape(-1, 2)
+    feats, _, _ = gnn.gnn_model(gnn.dim_red(xt), edge_index, None)
+    out_feats = feats[-1]
+    cot = rng.normal(size=out_feats.shape)
+    (out_feats * torch.from_numpy(cot)).sum().backward()
+    grads = {
+        f"grad/{n}": p.grad.numpy()
+        for n, p in gnn.named_parameters()
+        if p.grad is not None
+    }
+    torch.set_default_dtype(torch.float32)
+    out = {
+        **weights,
+        **grads,
+        "x": x,
+        "feats": out_feats.detach().numpy(),
+        "cot": cot,
+        "grad_x": xt.grad.numpy(),
+    }
+    meta = {
+        "heads": heads,
+        "layers": 1,
+        "dim": d,
+        "what": "node features after dim_red and the attention layer "
+        "(eval mode); grad/<official parameter name>",
+    }
+    return meta, {k: np.asarray(v, dtype=F64) for k, v in out.items()}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument(
@@ -688,6 +837,24 @@ def main(argv=None) -> int:
         ):
             meta, arrays = fn(tf, fw, np.random.default_rng(SEEDS[name]))
             save(args.out, name, {**base, **meta}, arrays)
+    if "torch" in only:
+        import torch
+
+        base = {"dtype": "float64", "torch": torch.__version__, "numpy": np.__version__}
+        meta, arrays = gsp_torch_cases(
+            args.gsp, np.random.default_rng(SEEDS["gsp_torch.npz"])
+        )
+        meta.update(
+            base, repo="yetigurbuz/generalized-sum-pooling", commit=commit_of(args.gsp)
+        )
+        save(args.out, "gsp_torch.npz", meta, arrays)
+        meta, arrays = mpn_cases(
+            args.intra_batch, np.random.default_rng(SEEDS["mpn.npz"])
+        )
+        meta.update(
+            base, repo="dvl-tum/intra_batch", commit=commit_of(args.intra_batch)
+        )
+        save(args.out, "mpn.npz", meta, arrays)
     return 0
 
 

@@ -93,3 +93,73 @@ def import_framework(framework_parent: Path, float64: bool = True):
         setattr(pkg, sub, importlib.import_module(f"framework.{sub}"))
     tf.summary.histogram = lambda *a, **k: None  # logging only
     return pkg
+
+
+#: the PyTorch modules' float32 constants (GSP's transport layer), as float64
+TORCH_FLOAT64_PATCHES = ((r"dtype=torch\.float32", "dtype=torch.float64"),)
+
+
+def _scatter_stub() -> types.ModuleType:
+    """``torch_scatter`` (a compiled extension the Intra-Batch MPN imports):
+    the three reductions it uses, in plain torch, with its broadcasting of a
+    1-D ``index`` along ``dim``."""
+    import torch
+
+    def _index(src, index, dim):
+        dim = dim % src.dim()
+        shape = [1] * src.dim()
+        shape[dim] = -1
+        return index.view(shape).expand_as(src), dim
+
+    def _out(src, dim, dim_size, fill):
+        size = list(src.shape)
+        size[dim] = dim_size
+        return torch.full(size, fill, dtype=src.dtype, device=src.device)
+
+    def scatter_add(src, index, dim=-1, dim_size=None):
+        idx, dim = _index(src, index, dim)
+        return _out(src, dim, dim_size, 0.0).scatter_add(dim, idx, src)
+
+    def scatter_mean(src, index, dim=-1, dim_size=None):
+        idx, dim = _index(src, index, dim)
+        total = _out(src, dim, dim_size, 0.0).scatter_add(dim, idx, src)
+        count = _out(src, dim, dim_size, 0.0).scatter_add(
+            dim, idx, torch.ones_like(src)
+        )
+        return total / count.clamp_min(1.0)
+
+    def scatter_max(src, index, dim=-1, dim_size=None):
+        idx, dim = _index(src, index, dim)
+        out = _out(src, dim, dim_size, float("-inf"))
+        out = out.scatter_reduce(dim, idx, src, reduce="amax", include_self=True)
+        out = torch.where(torch.isinf(out), torch.zeros_like(out), out)
+        return out, None  # the argmax is not used by the MPN
+
+    mod = types.ModuleType("torch_scatter")
+    mod.scatter_add, mod.scatter_mean, mod.scatter_max = (
+        scatter_add,
+        scatter_mean,
+        scatter_max,
+    )
+    return mod
+
+
+def import_torch_package(parent: Path, package: str, module: str, float64: bool = True):
+    """Copy ``parent/package`` into a temp dir (float64 patches applied to the
+    copy), register ``package`` as a bare namespace (its ``__init__`` is not
+    run) and import ``package.module`` from it."""
+    tmp = Path(tempfile.mkdtemp(prefix="official_torch_"))
+    shutil.copytree(parent / package, tmp / package)
+    if float64:
+        for py in (tmp / package).rglob("*.py"):
+            text = py.read_text()
+            for pattern, repl in TORCH_FLOAT64_PATCHES:
+                text = re.sub(pattern, repl, text)
+            py.write_text(text)
+    sys.modules.setdefault("torch_scatter", _scatter_stub())
+    for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+        del sys.modules[name]
+    pkg = types.ModuleType(package)
+    pkg.__path__ = [str(tmp / package)]
+    sys.modules[package] = pkg
+    return importlib.import_module(f"{package}.{module}")
