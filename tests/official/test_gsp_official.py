@@ -10,6 +10,7 @@ from torch import nn
 from dml_pipelines.core.losses.contrastive_c1 import build as build_c1
 from dml_pipelines.core.losses.gsp_xbm import CrossBatchMemory
 from dml_pipelines.core.losses.gsp_zsr import ZeroShotRegressionLoss
+from dml_pipelines.core.methods.gsp_config import GspConfig, GspZsrConfig
 from dml_pipelines.core.models.gsp_pooling import GeneralizedSumPooling
 
 from .fixtures import assert_matches, case, load, rel_error
@@ -59,8 +60,13 @@ def test_gsp_layer_matches_official(name):
 
 
 def zsr_from(c, **kw) -> ZeroShotRegressionLoss:
+    """The ZSR loss as the ``gsp`` method builds it from its config defaults
+    (``GspZsrConfig``), ``kw`` overriding them."""
     n_cls, d = c["class_emb"].shape
-    zsr = ZeroShotRegressionLoss(n_cls, d, **kw).double()
+    z = GspZsrConfig().model_copy(update=kw)
+    zsr = ZeroShotRegressionLoss(
+        n_cls, d, z.ridge, z.scale, epsilon=z.epsilon, split=z.split
+    ).double()
     with torch.no_grad():
         zsr.class_embeddings.copy_(c["class_emb"])
     return zsr
@@ -73,7 +79,7 @@ def test_zsr_matches_official(name):
     # "capped" holds samples with p < 1e-16 (there the official form is not the
     # exact cross-entropy); "uncapped" none
     assert (float(c["own_prob"].min()) < 1e-16) == (name == "capped")
-    zsr = zsr_from(c, split="alternate")  # the defaults: ε 1e-16
+    zsr = zsr_from(c)  # the gsp defaults: ε 1e-16, alternate split
     attr = c["attr"].clone().requires_grad_(True)
     loss = zsr(attr, c["labels"])
     loss.backward()
@@ -98,11 +104,13 @@ def test_c1_memory_zsr_chain_matches_official():
     batches_in_mem − 1``; the memory is fed as ``GSP.on_step_end`` does."""
     meta, a = load("gsp_loss_chain.npz")
     b = a["labels"].shape[1]
+    loss_cfg = GspConfig(method="gsp").loss  # default: C1, margin 0.5, eps 1e-5
+    assert loss_cfg.name == "contrastive_c1"
+    assert loss_cfg.args == {"margin": meta["margin"], "eps": meta["eps"]}
     c1 = build_c1(
         embedding_size=a["emb"].shape[2],
         num_classes=a["class_emb"].shape[0],
-        margin=meta["margin"],
-        eps=meta["eps"],
+        **loss_cfg.args,
     )
     memory = CrossBatchMemory(
         meta["batches_in_mem"] * b,
@@ -110,7 +118,7 @@ def test_c1_memory_zsr_chain_matches_official():
         meta["batches_in_mem"],
         meta["start_at"],
     ).double()
-    zsr = zsr_from({"class_emb": torch.from_numpy(a["class_emb"])}, split="alternate")
+    zsr = zsr_from({"class_emb": torch.from_numpy(a["class_emb"])})
     w = meta["zsr_weight"]
     active = []
     for t in range(len(a["loss"])):
