@@ -7,16 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.losses import contrastive_c2, multi_similarity, triplet
 from dml_pipelines.core.losses.ccp import ProxyPairLoss, proxy_labels
 from dml_pipelines.core.methods.ccp import WeightCopy
-from dml_pipelines.core.methods.registry import build_method
 from dml_pipelines.core.models.ccp_proxies import (
     greedy_k_center,
     to_class_major,
     to_m_major,
 )
+from tests.core.methods.test_ccp import make as make_ccp
 
 from .fixtures import assert_matches, case, load
 
@@ -63,18 +62,8 @@ def test_proxy_selection_matches_official(name):
 
 
 def _ccp(**over):
-    raw = {
-        "method": "ccp",
-        "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-        "embedding_dim": 8,
-        "proxies_per_class": 2,
-        "pool_per_class": 3,
-        "sampler": {"P": 4, "K": 2},
-        "training": {"device": "cpu", "epochs": 2, "amp": False},
-        **over,
-    }
-    torch.manual_seed(0)
-    return build_method(parse_method_config(raw), 4)
+    """A small ``ccp`` method (the config of tests/core/methods/test_ccp.py)."""
+    return make_ccp(**over)[0]
 
 
 def test_regulariser_matches_official():
