@@ -1,8 +1,8 @@
 """Zero-shot regression (ZSR) loss of GSP (specs/methods/gsp.md §7).
 
-The batch is split into two class-disjoint halves A and B (``split``); a ridge regressor
-(dual form, ridge λ) fitted on one half's attribute vectors Z and class
-embeddings E[y] predicts the other half's class embeddings:
+The batch is split into two class-disjoint halves A and B (``split``); a ridge
+regressor (dual form, ridge λ) fitted on one half's attribute vectors Z and
+class embeddings E[y] predicts the other half's class embeddings:
 Ŷ_B = Z_B Z_Aᵀ (Z_A Z_Aᵀ + λI)⁻¹ E[y_A], and symmetrically Ŷ_A. The loss is
 softmax over all training classes of τ⟨E_c, ŷ_i⟩ (unnormalised); each sample
 scores −log(p_i + ε) with p_i its class's probability, averaged over the batch.

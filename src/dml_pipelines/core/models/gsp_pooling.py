@@ -209,9 +209,10 @@ class GeneralizedSumPooling(nn.Module):
                 if self.operator == "weighted_max":
                     out["pooled"] = weighted.amax(dim=2)
                 else:
-                    p = self.gem_power.to(f.dtype)
-                    mean = weighted.clamp_min(GEM_FLOOR).pow(p).mean(dim=2)
-                    out["pooled"] = mean.pow(1.0 / p)
+                    # the p-th powers in at least float32 (also under AMP)
+                    x = _at_least_float32(weighted).clamp_min(GEM_FLOOR)
+                    p = self.gem_power.to(x.dtype)
+                    out["pooled"] = x.pow(p).mean(dim=2).pow(1.0 / p)
                 out["embedding"] = head(out["pooled"])
         if self.augment_max_pool:
             out["embedding"] = out["embedding"] + head(fmap.amax(dim=(2, 3)))
