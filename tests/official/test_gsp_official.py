@@ -138,3 +138,35 @@ def test_c1_memory_zsr_chain_matches_official():
         assert_matches(attr.grad, a["grad_attr"][t], f"step {t} d/dz")
     first = meta["start_at"] + meta["batches_in_mem"] - 1
     assert active == [t >= first for t in range(len(a["loss"]))]
+
+
+def test_prototype_initialisation_matches_official():
+    """Training steps of the layer: GAP and zero attributes while the memory of
+    clipped GAP rows fills (a batch that does not fit overwrites the last rows,
+    as ``fill_memory``), k-center prototypes once it is full, then transport.
+    The memory is fed through ``observe`` as ``GSP.on_step_end`` does."""
+    meta, a = load("gsp_init.npz")
+    t = {k: torch.from_numpy(v) for k, v in a.items()}
+    d, k = meta["dim"], meta["num_prototypes"]
+    pool = GeneralizedSumPooling(
+        dim=d,
+        num_prototypes=k,
+        transport_ratio=meta["transport_ratio"],
+        entropy_weight=meta["entropy_weight"],
+        solver_iterations=meta["solver_iterations"],
+        init_memory_size=meta["init_memory_size"],
+    ).double()
+    head = nn.Linear(t["fmap"].shape[2], d, bias=False).double()
+    with torch.no_grad():
+        head.weight.copy_(t["head_weight"])
+    for step, fmap in enumerate(t["fmap"]):
+        with torch.no_grad():
+            out = pool(fmap, head)
+        assert_matches(out["embedding"], t["emb"][step], f"step {step} embedding")
+        if step < len(t["fmap"]) - 1:
+            assert torch.equal(out["aux"], t["attr"][step])  # zeros
+        else:
+            assert_matches(out["aux"], t["attr"][step], f"step {step} attributes")
+        pool.observe(out["gap"])
+    assert_matches(pool.memory, t["memory"], "GAP memory")
+    assert_matches(pool.prototypes.detach(), t["prototypes"], "prototypes")

@@ -40,6 +40,7 @@ SEEDS = {
     "ccp_proxies.npz": 7,
     "ccp_regularizer.npz": 8,
     "ccp_switch.npz": 9,
+    "gsp_init.npz": 10,
 }
 
 
@@ -151,6 +152,53 @@ def gsp_layer_cases(tf, rng):
         "pooled (D), attr = attribute vector (K); grads of sum(out * cot)",
     }
     return meta, out
+
+
+def gsp_init_cases(tf, rng):
+    """The official layer's prototype initialisation in training: GAP output
+    while the memory fills (``fill_memory``: a batch that does not fit is
+    written over the last rows), greedy k-center once it is full, then the
+    transport branch. Memory 10 rows, K 3, batches of 4: ready at step 3."""
+    from framework.layers.pooling.generalized_sum_pooling import (
+        GeneralizedSumPooling,
+    )
+
+    b, h, w, c, d, k, mem, steps = 4, 2, 3, 5, 4, 3, 10, 4
+    layer = GeneralizedSumPooling(
+        embedding_size=d,
+        support_size=k,
+        transport_ratio=0.3,
+        entropy_regularizer_weight=5.0,
+        optimization_steps=100,
+        memory_size=mem,
+        dtype="float64",
+    )
+    xs = [np.abs(rng.normal(size=(b, h, w, c))) for _ in range(steps)]
+    head = rng.normal(size=(c, d)) * 0.8
+    # built symbolically, as inside the official model (both branches traced,
+    # nothing executed: no step counted, the memory untouched)
+    layer(tf.keras.Input(shape=(h, w, c), dtype=tf.float64), training=True)
+    layer._pre_feature_head.kernel.assign(head[None, None])
+    outs = [layer(tf.constant(x), training=True).numpy() for x in xs]
+    out = {
+        "fmap": np.transpose(np.stack(xs), (0, 1, 4, 2, 3)),  # (T, B, C, h, w)
+        "head_weight": head.T,
+        "emb": np.stack([o[:, :d] for o in outs]),
+        "attr": np.stack([o[:, d:] for o in outs]),
+        "memory": layer._memory.numpy(),
+        "prototypes": layer._partial_transport.kernel.numpy(),
+    }
+    meta = {
+        "num_prototypes": k,
+        "init_memory_size": mem,
+        "dim": d,
+        "transport_ratio": 0.3,
+        "entropy_weight": 5.0,
+        "solver_iterations": 100,
+        "what": "per training step t: emb (B, D) and attr (B, K) of the layer; "
+        "memory and prototypes after the last step",
+    }
+    return meta, {k_: np.asarray(v, dtype=F64) for k_, v in out.items()}
 
 
 def zsr_cases(tf, fw, rng):
@@ -815,6 +863,7 @@ def main(argv=None) -> int:
         }
         for name, fn in (
             ("gsp_layer.npz", lambda r: gsp_layer_cases(tf, r)),
+            ("gsp_init.npz", lambda r: gsp_init_cases(tf, r)),
             ("zsr.npz", lambda r: zsr_cases(tf, fw, r)),
             ("gsp_loss_chain.npz", lambda r: loss_chain_cases(tf, fw, r)),
             ("keras_adam.npz", lambda r: keras_adam_cases(tf, r)),

@@ -43,6 +43,11 @@ FLOAT64_PATCHES = (
     ),
     (r"tf\.eye\(num_classes\)", "tf.eye(num_classes, dtype=tf.float64)"),
     (r"tf\.ones\(shape=power_shape\)", "tf.ones(shape=power_shape, dtype=tf.float64)"),
+    # GSP's zero attributes while the memory fills
+    (
+        r"tf\.zeros\(shape=\(tf\.shape\(x_emb\)\[0\], self\._support_size\)\)",
+        "tf.zeros(shape=(tf.shape(x_emb)[0], self._support_size), dtype=tf.float64)",
+    ),
     # CCP's λ schedule: the λ = 0 branch of its tf.cond
     (r"false_fn=lambda: 0\.0\)", "false_fn=lambda: tf.constant(0.0, tf.float64))"),
 )

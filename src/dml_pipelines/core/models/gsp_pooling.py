@@ -131,14 +131,19 @@ class GeneralizedSumPooling(nn.Module):
     @torch.no_grad()
     def observe(self, gap: torch.Tensor) -> bool:
         """After a training step: store N(GAP(v)) rows (B, D) until the memory
-        is full, then set the prototypes by k-center. True when it initialised."""
+        is full, then set the prototypes by k-center. True when it initialised.
+
+        As the official ``fill_memory``: a batch that does not fit into the
+        rows left is written over the *last* B rows (the tail of the previous
+        batch is overwritten), so the memory ends with a whole batch."""
         self.steps_seen += 1
         if bool(self.initialized) or int(self.steps_seen) <= self.init_delay_steps:
             return False
-        start = int(self.memory_count)
-        take = min(len(gap), len(self.memory) - start)
-        self.memory[start : start + take] = gap[:take].to(self.memory)
-        self.memory_count += take
+        size = len(self.memory)
+        gap = gap[-size:]  # a batch larger than the memory: its last rows
+        start = min(int(self.memory_count), size - len(gap))
+        self.memory[start : start + len(gap)] = gap.to(self.memory)
+        self.memory_count.fill_(min(int(self.memory_count) + len(gap), size))
         return self.initialize_if_full()
 
     @torch.no_grad()
