@@ -25,21 +25,24 @@ LAYER_CASES = {
 }
 
 
+def pool_from(meta: dict, **kw) -> GeneralizedSumPooling:
+    """The project's layer (float64) with the settings of a fixture's run."""
+    return GeneralizedSumPooling(
+        dim=meta["dim"],
+        num_prototypes=meta["num_prototypes"],
+        transport_ratio=meta["transport_ratio"],
+        entropy_weight=meta["entropy_weight"],
+        solver_iterations=meta["solver_iterations"],
+        **kw,
+    ).double()
+
+
 @pytest.mark.parametrize("name", sorted(LAYER_CASES))
 def test_gsp_layer_matches_official(name):
     meta, arrays = load("gsp_layer.npz")
     c = case(arrays, name)
-    k, d = meta["num_prototypes"], meta["dim"]
-    pool = GeneralizedSumPooling(
-        dim=d,
-        num_prototypes=k,
-        transport_ratio=meta["transport_ratio"],
-        entropy_weight=meta["entropy_weight"],
-        solver_iterations=meta["solver_iterations"],
-        init="none",
-        **LAYER_CASES[name],
-    ).double()
-    head = nn.Linear(c["fmap"].shape[1], d, bias=False).double()
+    pool = pool_from(meta, init="none", **LAYER_CASES[name])
+    head = nn.Linear(c["fmap"].shape[1], meta["dim"], bias=False).double()
     with torch.no_grad():
         pool.prototypes.copy_(c["prototypes"])
         head.weight.copy_(c["head_weight"])
@@ -147,16 +150,8 @@ def test_prototype_initialisation_matches_official():
     The memory is fed through ``observe`` as ``GSP.on_step_end`` does."""
     meta, a = load("gsp_init.npz")
     t = {k: torch.from_numpy(v) for k, v in a.items()}
-    d, k = meta["dim"], meta["num_prototypes"]
-    pool = GeneralizedSumPooling(
-        dim=d,
-        num_prototypes=k,
-        transport_ratio=meta["transport_ratio"],
-        entropy_weight=meta["entropy_weight"],
-        solver_iterations=meta["solver_iterations"],
-        init_memory_size=meta["init_memory_size"],
-    ).double()
-    head = nn.Linear(t["fmap"].shape[2], d, bias=False).double()
+    pool = pool_from(meta, init_memory_size=meta["init_memory_size"])
+    head = nn.Linear(t["fmap"].shape[2], meta["dim"], bias=False).double()
     with torch.no_grad():
         head.weight.copy_(t["head_weight"])
     for step, fmap in enumerate(t["fmap"]):

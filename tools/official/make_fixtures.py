@@ -79,11 +79,25 @@ class _StubModel:
         self.gradient_transformers = []
 
 
-def gsp_layer_cases(tf, rng):
-    """The official GSP layer (transport branch) on fixed inputs."""
+def official_gsp_layer(d: int, k: int, **kw):
+    """The official layer (μ 0.3, γ 5, 100 steps: the configs' values)."""
     from framework.layers.pooling.generalized_sum_pooling import (
         GeneralizedSumPooling,
     )
+
+    return GeneralizedSumPooling(
+        embedding_size=d,
+        support_size=k,
+        transport_ratio=0.3,
+        entropy_regularizer_weight=5.0,
+        optimization_steps=100,
+        dtype="float64",
+        **kw,
+    )
+
+
+def gsp_layer_cases(tf, rng):
+    """The official GSP layer (transport branch) on fixed inputs."""
 
     b, h, w, c, d, k = 3, 3, 4, 6, 5, 4
     cases = {
@@ -98,16 +112,8 @@ def gsp_layer_cases(tf, rng):
         head = rng.normal(size=(c, d)) * 0.6
         protos = rng.normal(size=(k, d)) * 0.7
         cot = rng.normal(size=(b, d + k))
-        layer = GeneralizedSumPooling(
-            embedding_size=d,
-            support_size=k,
-            transport_ratio=0.3,
-            entropy_regularizer_weight=5.0,
-            optimization_steps=100,
-            memory_size=k,  # <= support_size: always the transport branch
-            dtype="float64",
-            **kw,
-        )
+        # memory_size <= support_size: always the transport branch
+        layer = official_gsp_layer(d, k, memory_size=k, **kw)
         xt = tf.constant(x)
         layer(xt, training=True)  # build
         layer._pre_feature_head.kernel.assign(head[None, None])
@@ -159,20 +165,9 @@ def gsp_init_cases(tf, rng):
     while the memory fills (``fill_memory``: a batch that does not fit is
     written over the last rows), greedy k-center once it is full, then the
     transport branch. Memory 10 rows, K 3, batches of 4: ready at step 3."""
-    from framework.layers.pooling.generalized_sum_pooling import (
-        GeneralizedSumPooling,
-    )
 
     b, h, w, c, d, k, mem, steps = 4, 2, 3, 5, 4, 3, 10, 4
-    layer = GeneralizedSumPooling(
-        embedding_size=d,
-        support_size=k,
-        transport_ratio=0.3,
-        entropy_regularizer_weight=5.0,
-        optimization_steps=100,
-        memory_size=mem,
-        dtype="float64",
-    )
+    layer = official_gsp_layer(d, k, memory_size=mem)
     xs = [np.abs(rng.normal(size=(b, h, w, c))) for _ in range(steps)]
     head = rng.normal(size=(c, d)) * 0.8
     # built symbolically, as inside the official model (both branches traced,
