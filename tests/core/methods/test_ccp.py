@@ -458,7 +458,7 @@ def test_yaml_recipes_validate_with_the_spec_values(recipe):
     assert la["triplet"] == {"margin": tri}
     o = cfg.optimizer
     assert (o.name, o.lr, o.weight_decay, o.args) == (
-        "adam",
+        "keras_adam",
         1e-5,
         0.0,
         {"betas": [0.9, 0.999]},

@@ -206,6 +206,28 @@ MLRC = {  # §9.1: (K, memory batches, steps per epoch, patience)
 CONVENTIONAL = {  # §9.2: (K, lr, steps per epoch, plateau patience, ES patience)
     "conventional_small": (64, 1e-5, 25, 4, 15),
     "conventional_large": (128, 1e-4, 250, 3, 10),
+    "conventional_large_inshop": (128, 1e-4, 250, 3, 10),
+}
+#: TF conventional_resnet50_default + resnet50_{small,large}: (K, operator,
+#: GMP branch, memory batches, memory start, lr, steps, plateau, ES patience)
+RESNET50 = {
+    "conventional_resnet50_small": (
+        64,
+        "weighted_gem",
+        False,
+        25,
+        100,
+        1e-5,
+        25,
+        4,
+        15,
+    ),
+    "conventional_resnet50_large": (
+        *(128, "weighted_avg", True, 1400, 1000, 1e-4, 250, 3, 10),
+    ),
+    "conventional_resnet50_large_inshop": (
+        *(128, "weighted_avg", True, 400, 1000, 1e-4, 250, 3, 10),
+    ),
 }
 
 
@@ -260,7 +282,7 @@ def test_every_yaml_recipe_validates_with_the_spec_values(recipe):
         assert a["init_memory_size"] == 1024 and cfg.transforms.preset == "mlrc"
         assert cfg.loss.model_dump() == {
             "name": "contrastive_c1",
-            "args": {"margin": 0.5},
+            "args": {"margin": 0.5, "eps": 1e-5},
         }
         assert (cfg.xbm.start_step, cfg.xbm.weight) == (1000, 1.0)
         assert (cfg.zsr.weight, cfg.zsr.ridge, cfg.zsr.scale) == (0.1, 0.05, 9.5)
@@ -269,7 +291,7 @@ def test_every_yaml_recipe_validates_with_the_spec_values(recipe):
             ("clip_norm", {"max_norm": 10.0}),
             ("clip_value", {"clip_value": 10.0}),
         ]
-        assert cfg.optimizer.name == "adam" and cfg.optimizer.weight_decay == 0
+        assert cfg.optimizer.name == "keras_adam" and cfg.optimizer.weight_decay == 0
         assert cfg.sampler.order == "interleaved" and cfg.training.epochs == 10000
     if recipe in MLRC:
         k, mem, steps, patience = MLRC[recipe]
@@ -303,6 +325,31 @@ def test_every_yaml_recipe_validates_with_the_spec_values(recipe):
         )
         assert s.args["threshold"] == 1e-3
         assert cfg.training.early_stopping.patience == patience
+    if recipe in CONVENTIONAL and recipe.endswith("_inshop"):
+        assert cfg.xbm.memory_batches == 400  # trainModel.py sets it for In-Shop
+    if recipe in RESNET50:
+        k, op, gmp, mem, start, lr, steps, plateau, patience = RESNET50[recipe]
+        assert cfg.backbone.name == "resnet50" and cfg.backbone.freeze_bn
+        a = cfg.pooling.args
+        assert (a["num_prototypes"], a["operator"], a["augment_max_pool"]) == (
+            k,
+            op,
+            gmp,
+        )
+        assert (a["transport_ratio"], a["entropy_weight"]) == (0.3, 5.0)
+        assert (cfg.xbm.memory_batches, cfg.xbm.start_step) == (mem, start)
+        assert cfg.embedding_dim == 512 and cfg.optimizer.lr == lr
+        assert cfg.optimizer.name == "keras_adam"
+        assert cfg.optimizer.grad_transforms[0].args == {"weight_decay": 4e-4}
+        assert (cfg.sampler.P, cfg.sampler.K, cfg.sampler.batches_per_epoch) == (
+            28,
+            4,
+            steps,
+        )
+        s = cfg.training.scheduler
+        assert s.name == "plateau" and s.args["patience"] == plateau
+        assert cfg.training.early_stopping.patience == patience
+        assert cfg.loss.args == {"margin": 0.5, "eps": 1e-5}
     if recipe == "plain":
         assert cfg.pooling.name == "gap" and not cfg.zsr.enabled and cfg.xbm.enabled
 
@@ -366,3 +413,22 @@ def test_no_positives_and_duplicate_images_give_finite_losses_and_gradients():
         assert torch.isfinite(loss) and all(math.isfinite(v) for v in logs.values())
         grads = [p.grad for p in method.parameters() if p.grad is not None]
         assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_defaults_follow_the_official_code():
+    """The ``gsp`` defaults are the official code's (docs/methods/gsp.md,
+    "Official defaults"): ZSR −log(p + 1e-16) with the alternate class split,
+    C1 with ε 1e-5, the 1×1 head in Keras glorot uniform."""
+    method, cfg = make()
+    assert (method.zsr.epsilon, method.zsr.split) == (1e-16, "alternate")
+    assert cfg.loss.args == {"margin": 0.5, "eps": 1e-5}
+    assert method.criterion.loss.pos_margin == 1.0 - 1e-5
+    w = method.embedder.head.weight.detach()  # Linear(C, D)
+    d, c = w.shape
+    glorot, torch_default = math.sqrt(6 / (c + d)), 1 / math.sqrt(c)
+    assert float(w.abs().max()) <= glorot
+    # beyond PyTorch's default bound: the head was re-initialised
+    assert float(w.abs().max()) > torch_default
+    # the PyTorch initialisation stays available by name
+    method, _ = make(head_init="default")
+    assert float(method.embedder.head.weight.detach().abs().max()) <= torch_default

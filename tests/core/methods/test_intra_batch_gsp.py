@@ -352,6 +352,9 @@ def test_yaml_recipes_validate_with_the_spec_values(dataset):
         "mix": "additive",
         "ridge": 0.05,
         "scale": 9.5,
+        # the PyTorch ZSR module: −log(p + 1e-16), first/second half of the batch
+        "epsilon": 1e-16,
+        "split": "halves",
     }
     assert cfg.label_smoothing == 0.1 and cfg.transforms.preset == "intra_batch"
 

@@ -221,8 +221,10 @@ def test_memory_fills_then_prototypes_are_set_in_place_by_kcenter():
     rows = [torch.randn(4, 4) for _ in range(3)]
     assert pool.observe(rows[0]) is False and pool.observe(rows[1]) is False
     assert int(pool.memory_count) == 8 and not bool(pool.initialized)
-    assert pool.observe(rows[2]) is True  # takes 2 of 4 rows: memory full
-    memory = torch.cat(rows)[:10]
+    # the third batch does not fit (2 rows left): as the official code, it is
+    # written over the last 4 rows, overwriting the tail of the second batch
+    assert pool.observe(rows[2]) is True
+    memory = torch.cat([rows[0], rows[1][:2], rows[2]])
     torch.testing.assert_close(pool.memory, memory)
     idx = kcenter_brute(memory[3:].double(), memory[:3].double(), 3)
     assert pool.prototypes is param  # the optimiser keeps the same Parameter

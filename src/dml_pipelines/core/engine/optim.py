@@ -10,6 +10,69 @@ import torch
 from dml_pipelines.core.registry import Registry, call_with_args
 
 OPTIMIZERS: Registry = Registry("optimizer")
+
+
+@OPTIMIZERS.register("keras_adam")
+class KerasAdam(torch.optim.Optimizer):
+    """Adam as Keras (TF 2.x ``tf.keras.optimizers.Adam``) computes it, for the
+    recipes of TensorFlow origin (docs/methods/gsp.md):
+
+    m ← β₁m + (1 − β₁)g, v ← β₂v + (1 − β₂)g²,
+    θ ← θ − lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ) · m / (√v + ε),  ε = 1e-7.
+
+    ε is added to the *uncorrected* √v, so relative to PyTorch's Adam (ε added
+    to √v̂) it is ε/√(1 − β₂ᵗ): about 31.6·ε at step 1. ``weight_decay`` is
+    coupled (added to the gradient), as in ``torch.optim.Adam``; checked against
+    Keras in ``tests/official/``.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-7,
+        weight_decay: float = 0.0,
+    ) -> None:
+        b1, b2 = betas
+        if not (0 <= b1 < 1 and 0 <= b2 < 1) or eps < 0 or weight_decay < 0:
+            raise ValueError(
+                "optimizer.args: keras_adam needs 0 <= betas < 1, eps >= 0 and "
+                f"weight_decay >= 0 (got betas={betas}, eps={eps}, "
+                f"weight_decay={weight_decay})"
+            )
+        defaults = {"lr": lr, "betas": (b1, b2), "eps": eps}
+        super().__init__(params, {**defaults, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: D102
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if group["weight_decay"]:
+                    g = g.add(p, alpha=group["weight_decay"])
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float64)
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = float(state["step"])
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m.lerp_(g, 1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                lr_t = group["lr"] * (1 - b2**t) ** 0.5 / (1 - b1**t)
+                p.addcdiv_(m, v.sqrt().add_(group["eps"]), value=-lr_t)
+        return loss
+
+
 OPTIMIZERS.register("adam")(torch.optim.Adam)
 OPTIMIZERS.register("adamw")(torch.optim.AdamW)
 OPTIMIZERS.register("radam")(torch.optim.RAdam)

@@ -1,6 +1,10 @@
 """C1 contrastive loss, XBM style (baselines.md §3):
 
-L = (1/N_anchors) [Σ_(a,p) (1 − s_ap) + Σ_(a,n) [s_an − m]₊],  m = 0.5.
+L = (1/N_anchors) [Σ_(a,p) [1 − ε − s_ap]₊ + Σ_(a,n) [s_an − m]₊],  m = 0.5.
+
+ε = 0 is XBM's loss (the baseline's default); the GSP/CCP TF framework's
+``original_contrastive`` uses ε = 1e-5 (the ``gsp`` method's default, checked
+against the official code in ``tests/official/``; docs/methods/gsp.md).
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ def build(
     num_classes: int,
     margin: float = 0.5,
     distance: str = "normalised",
+    eps: float = 0.0,
 ) -> PairLoss:
-    """PML ``ContrastiveLoss(pos_margin=1, neg_margin=m, CosineSimilarity,
+    """PML ``ContrastiveLoss(pos_margin=1 − eps, neg_margin=m, CosineSimilarity,
     SumReducer)`` divided by the number of anchors."""
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"loss.args.eps: must be in [0, 1) (got {eps!r})")
     loss = losses.ContrastiveLoss(
-        pos_margin=1.0,
+        pos_margin=1.0 - eps,
         neg_margin=margin,
         distance=distances.CosineSimilarity(),
         reducer=reducers.SumReducer(),

@@ -1,12 +1,14 @@
 """Zero-shot regression (ZSR) loss of GSP (specs/methods/gsp.md §7).
 
-The batch is split into two class-disjoint halves A and B; a ridge regressor
-(dual form, ridge λ) fitted on one half's attribute vectors Z and class
-embeddings E[y] predicts the other half's class embeddings:
+The batch is split into two class-disjoint halves A and B (``split``); a ridge
+regressor (dual form, ridge λ) fitted on one half's attribute vectors Z and
+class embeddings E[y] predicts the other half's class embeddings:
 Ŷ_B = Z_B Z_Aᵀ (Z_A Z_Aᵀ + λI)⁻¹ E[y_A], and symmetrically Ŷ_A. The loss is
-softmax cross-entropy over all training classes of τ⟨E_c, ŷ_i⟩ (unnormalised),
-averaged over the batch. E (C × D, Keras he-normal) is a parameter of this
-module.
+softmax over all training classes of τ⟨E_c, ŷ_i⟩ (unnormalised); each sample
+scores −log(p_i + ε) with p_i its class's probability, averaged over the batch.
+ε = 1e-16 is the official code's form (DEFAULT): a sample's loss is capped at
+−log ε ≈ 36.84 and its gradient vanishes once p_i ≪ ε. ε = 0 is the exact
+cross-entropy. E (C × D, Keras he-normal) is a parameter of this module.
 """
 
 from __future__ import annotations
@@ -17,10 +19,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: ``alternate``: the distinct classes in order of first appearance go to A, B,
+#: A, B, … (the TF code's even/odd positions on its class-interleaved batches);
+#: ``halves``: the first ⌈P/2⌉ classes to A, the rest to B (the PyTorch
+#: module's first/second half of a batch grouped by class)
+SPLITS = ("alternate", "halves")
 
-def class_halves(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boolean masks (B,) of halves A and B: the distinct classes in order of
-    first appearance, the first ⌈P/2⌉ to A and the rest to B."""
+
+def class_halves(
+    labels: torch.Tensor, split: str = "halves"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean masks (B,) of the class-disjoint halves A and B (``SPLITS``)."""
+    if split not in SPLITS:
+        raise ValueError(f"zsr.split: {split!r}; valid: {', '.join(SPLITS)}")
     classes, inverse = torch.unique(labels, return_inverse=True)
     p = len(classes)
     if p < 2:
@@ -33,7 +44,10 @@ def class_halves(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     first = first.scatter_reduce(0, inverse, pos, reduce="amin")
     rank = torch.empty_like(first)
     rank[torch.argsort(first)] = torch.arange(p, device=labels.device)
-    in_a = rank[inverse] < math.ceil(p / 2)
+    if split == "alternate":
+        in_a = rank[inverse] % 2 == 0
+    else:
+        in_a = rank[inverse] < math.ceil(p / 2)
     return in_a, ~in_a
 
 
@@ -54,21 +68,34 @@ class ZeroShotRegressionLoss(nn.Module):
     Args:
         num_classes: C training classes; dim: D (class embedding size).
         ridge: λ; scale: τ.
+        epsilon: ε of −log(p + ε) (1e-16, the official code; 0: exact CE).
+        split: how the classes are split into halves (``SPLITS``).
     """
 
     def __init__(
-        self, num_classes: int, dim: int, ridge: float = 0.05, scale: float = 9.5
+        self,
+        num_classes: int,
+        dim: int,
+        ridge: float = 0.05,
+        scale: float = 9.5,
+        epsilon: float = 1e-16,
+        split: str = "halves",
     ) -> None:
         super().__init__()
         self.class_embeddings = nn.Parameter(torch.empty(num_classes, dim))
         # Keras he_normal on a (C, D) weight: fan_in = C, truncated at 2σ
         std = math.sqrt(2.0 / num_classes) / 0.87962566103423978
         nn.init.trunc_normal_(self.class_embeddings, std=std, a=-2 * std, b=2 * std)
-        self.ridge, self.scale = ridge, scale
+        if epsilon < 0:
+            raise ValueError(f"zsr.epsilon: must be >= 0 (got {epsilon!r})")
+        if split not in SPLITS:
+            raise ValueError(f"zsr.split: {split!r}; valid: {', '.join(SPLITS)}")
+        self.ridge, self.scale, self.epsilon = ridge, scale, epsilon
+        self.split = split
 
     def predictions(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """(B, K) attributes, (B,) labels -> (B, D) cross-half predictions."""
-        in_a, in_b = class_halves(labels)
+        in_a, in_b = class_halves(labels, self.split)
         y = self.class_embeddings[labels].to(z.dtype)
         pred = torch.empty_like(y)
         pred[in_b] = ridge_predict(z[in_a], y[in_a], z[in_b], self.ridge)
@@ -81,4 +108,9 @@ class ZeroShotRegressionLoss(nn.Module):
             z = z.to(torch.promote_types(z.dtype, torch.float32))
             pred = self.predictions(z, labels)
             logits = self.scale * pred @ self.class_embeddings.to(z.dtype).T
-            return F.cross_entropy(logits, labels)
+            if self.epsilon == 0:
+                return F.cross_entropy(logits, labels)
+            log_p = F.log_softmax(logits, dim=1).gather(1, labels[:, None])[:, 0]
+            # log(p + ε) without forming p: logaddexp(log p, log ε)
+            log_eps = torch.full_like(log_p, math.log(self.epsilon))
+            return -torch.logaddexp(log_p, log_eps).mean()

@@ -21,6 +21,7 @@ from dml_pipelines.core.models.embedder import (
     build_embedder,
     normalize_embeddings,
 )
+from dml_pipelines.core.models.heads import init_head
 
 
 class GSP(Method):
@@ -106,10 +107,12 @@ def build_gsp(cfg: Any, num_classes: int) -> GSP:
     """Build from a ``GspConfig`` for ``num_classes`` training classes."""
     cfg = gsp_pooling.with_embedding_dim(cfg)
     embedder = build_embedder(cfg)
+    init_head(embedder.head, cfg.head_init)  # Keras glorot uniform by default
     zsr = None
     if cfg.zsr.enabled:
+        z = cfg.zsr
         zsr = ZeroShotRegressionLoss(
-            num_classes, cfg.embedding_dim, cfg.zsr.ridge, cfg.zsr.scale
+            num_classes, cfg.embedding_dim, z.ridge, z.scale, z.epsilon, z.split
         )
     memory = None
     if cfg.xbm.enabled:

@@ -15,7 +15,12 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from dml_pipelines.core.config import Component, MethodConfig, StrictModel
+from dml_pipelines.core.config import (
+    Component,
+    MethodConfig,
+    StrictModel,
+    check_head_init,
+)
 from dml_pipelines.core.methods.configs import register_config
 
 #: losses under the pair-loss contract (usable inside the cross-batch memory)
@@ -23,7 +28,7 @@ PAIR_LOSSES = ("contrastive_c1", "contrastive_c2", "triplet", "multi_similarity"
 BACKWARDS = ("implicit", "unrolled")
 #: ``classifier_kcenter`` needs a method with a classifier (``intra_batch``)
 INITS = ("memory_kcenter", "classifier_kcenter", "none")
-OPERATORS = ("weighted_avg", "weighted_max")
+OPERATORS = ("weighted_avg", "weighted_max", "weighted_gem")
 
 
 def check_pooling_args(args: dict[str, Any]) -> None:
@@ -71,13 +76,27 @@ class XbmConfig(StrictModel):
 
 class ZsrConfig(StrictModel):
     """Zero-shot regression loss on the GSP attribute vectors (spec §7):
-    ``convex``: (1 − w)·L_DML + w·L_ZS (TF, DEFAULT); ``additive``: L + w·L_ZS."""
+    ``convex``: (1 − w)·L_DML + w·L_ZS (TF, DEFAULT); ``additive``: L + w·L_ZS.
+    ``epsilon``: each sample scores −log(p + ε) (1e-16: the official code,
+    DEFAULT; 0: the exact cross-entropy)."""
 
     enabled: bool = True
     weight: float = Field(0.1, ge=0, le=1)
     mix: Literal["convex", "additive"] = "convex"
     ridge: float = Field(0.05, gt=0)
     scale: float = Field(9.5, gt=0)
+    epsilon: float = Field(1e-16, ge=0, lt=1)
+    #: class-disjoint halves: ``alternate`` (classes in order of first
+    #: appearance to A, B, A, …: the TF code's even/odd positions on its
+    #: class-interleaved batches) or ``halves`` (first ⌈P/2⌉ classes: the
+    #: PyTorch module's first/second half of a grouped batch)
+    split: Literal["alternate", "halves"] = "halves"
+
+
+class GspZsrConfig(ZsrConfig):
+    """``ZsrConfig`` with the TF code's ``split: alternate`` (DEFAULT of ``gsp``)."""
+
+    split: Literal["alternate", "halves"] = "alternate"
 
 
 @register_config("gsp")
@@ -89,13 +108,19 @@ class GspConfig(MethodConfig):
         default_factory=lambda: Component(name="linear", args={"bias": False})
     )
     loss: Component = Field(
-        default_factory=lambda: Component(name="contrastive_c1", args={"margin": 0.5})
+        default_factory=lambda: Component(
+            name="contrastive_c1", args={"margin": 0.5, "eps": 1e-5}
+        )
     )
+    #: the 1×1 head W: Keras glorot uniform as the official layer (DEFAULT);
+    #: ``default`` keeps PyTorch's Linear initialisation (about 2× smaller)
+    head_init: Literal["default", "glorot_uniform"] = "glorot_uniform"
     xbm: XbmConfig = Field(default_factory=XbmConfig)
-    zsr: ZsrConfig = Field(default_factory=ZsrConfig)
+    zsr: GspZsrConfig = Field(default_factory=GspZsrConfig)
 
     @model_validator(mode="after")
     def _consistent(self):
+        check_head_init(self)
         gsp = self.pooling.name == "gsp"
         if gsp:
             check_pooling_args(self.pooling.args)

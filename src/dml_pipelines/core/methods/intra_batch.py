@@ -188,7 +188,7 @@ def build_intra_batch(cfg: Any, num_classes: int) -> IntraBatch:
     # built last: switching the ZSR on leaves every other initial weight as is
     if z.enabled:
         method.zsr = ZeroShotRegressionLoss(
-            num_classes, cfg.embedding_dim, z.ridge, z.scale
+            num_classes, cfg.embedding_dim, z.ridge, z.scale, z.epsilon, z.split
         )
     if cfg.head_init != "default":
         init_head(embedder.head, cfg.head_init)

@@ -26,6 +26,8 @@ from dml_pipelines.core.methods.gsp_config import check_pooling_args
 from dml_pipelines.core.models.gsp_transport import lipschitz_normalize, transport_plan
 from dml_pipelines.core.models.pooling import POOLINGS
 
+#: ``weighted_gem``: initial power and input floor (the TF ``gmeanp``)
+GEM_POWER_INIT, GEM_FLOOR = 3.0, 1e-6
 #: buffers needed only while training (left out of ``model_state.pt``)
 TRAINING_ONLY_BUFFERS = ("memory", "memory_count", "steps_seen")
 
@@ -82,7 +84,9 @@ class GeneralizedSumPooling(nn.Module):
     init_memory_size: memory rows (1,024); init_delay_steps: training steps
         before the memory starts filling.
     operator: weighted_avg (Σ t_i v_i, TF) | weighted_max (head of
-        max_i n t_i f_i, the PyTorch Intra-Batch module).
+        max_i n t_i f_i, the PyTorch Intra-Batch module) | weighted_gem (head
+        of the generalized mean (mean_i max(n t_i f_i, 1e-6)^p)^(1/p) with a
+        learned power p, initially 3: the TF ResNet-50 ``use_gemp`` configs).
     augment_max_pool: add W·GMP(f) to the embedding (conventional configs).
     """
 
@@ -115,6 +119,8 @@ class GeneralizedSumPooling(nn.Module):
         self.init, self.init_delay_steps = init, init_delay_steps
         self.prototypes = nn.Parameter(torch.empty(num_prototypes, dim))
         nn.init.xavier_uniform_(self.prototypes)
+        if operator == "weighted_gem":
+            self.gem_power = nn.Parameter(torch.tensor(GEM_POWER_INIT))
         self.register_buffer("initialized", torch.tensor(init == "none"))
         size = init_memory_size if init == "memory_kcenter" else 0
         self.register_buffer("memory", torch.zeros(size, dim))
@@ -125,14 +131,19 @@ class GeneralizedSumPooling(nn.Module):
     @torch.no_grad()
     def observe(self, gap: torch.Tensor) -> bool:
         """After a training step: store N(GAP(v)) rows (B, D) until the memory
-        is full, then set the prototypes by k-center. True when it initialised."""
+        is full, then set the prototypes by k-center. True when it initialised.
+
+        As the official ``fill_memory``: a batch that does not fit into the
+        rows left is written over the *last* B rows (the tail of the previous
+        batch is overwritten), so the memory ends with a whole batch."""
         self.steps_seen += 1
         if bool(self.initialized) or int(self.steps_seen) <= self.init_delay_steps:
             return False
-        start = int(self.memory_count)
-        take = min(len(gap), len(self.memory) - start)
-        self.memory[start : start + take] = gap[:take].to(self.memory)
-        self.memory_count += take
+        size = len(self.memory)
+        gap = gap[-size:]  # a batch larger than the memory: its last rows
+        start = min(int(self.memory_count), size - len(gap))
+        self.memory[start : start + len(gap)] = gap.to(self.memory)
+        self.memory_count.fill_(min(int(self.memory_count) + len(gap), size))
         return self.initialize_if_full()
 
     @torch.no_grad()
@@ -199,8 +210,14 @@ class GeneralizedSumPooling(nn.Module):
                 out["embedding"] = torch.einsum("bn,bnd->bd", t.to(v.dtype), v)
             else:
                 f = fmap.flatten(2)  # (B, C, n)
-                pooled = (n * t.to(f.dtype))[:, None, :] * f
-                out["pooled"] = pooled.amax(dim=2)
+                weighted = (n * t.to(f.dtype))[:, None, :] * f
+                if self.operator == "weighted_max":
+                    out["pooled"] = weighted.amax(dim=2)
+                else:
+                    # the p-th powers in at least float32 (also under AMP)
+                    x = _at_least_float32(weighted).clamp_min(GEM_FLOOR)
+                    p = self.gem_power.to(x.dtype)
+                    out["pooled"] = x.pow(p).mean(dim=2).pow(1.0 / p)
                 out["embedding"] = head(out["pooled"])
         if self.augment_max_pool:
             out["embedding"] = out["embedding"] + head(fmap.amax(dim=(2, 3)))
