@@ -1,10 +1,10 @@
 """The papers' reported numbers as data (``conf/base/paper_results.yml``).
 
-The spec (``shared/specs/paper_results.yaml``) nests paper -> table -> rows, one
-row per method × dataset with one column per metric. ``flatten_spec`` turns it
+The papers' tables, transcribed, nest paper -> table -> rows, one row per
+method × dataset with one column per metric. ``flatten_spec`` turns it
 into one record per (paper, table, method, dataset, backbone, dim, protocol,
-setting, metric): the form kept in the project's config. Tables the spec leaves
-empty are kept as ``available: false`` and are never filled in.
+setting, metric): the form kept in the project's config. Tables left empty (no
+numbers transcribed) are kept as ``available: false`` and are never filled in.
 """
 
 from __future__ import annotations
