@@ -2,7 +2,8 @@
 
 - ``TorchStateDataset``: a dict of tensors and plain values (weights + resolved
   config) saved with ``torch.save``, loaded with ``weights_only=True``.
-- ``EmbeddingsDataset``: the embeddings artifact ``.npz`` (specs/metrics.md §9).
+- ``EmbeddingsDataset``: the embeddings artifact ``.npz``
+  (docs/protocols.md#embeddings-artifact-and-metrics-file).
 """
 
 from __future__ import annotations

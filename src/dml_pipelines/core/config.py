@@ -374,7 +374,7 @@ class MethodConfig(StrictModel):
 
 
 class BaselineConfig(MethodConfig):
-    """A plain metric-learning loss on the embedder (``baselines.md``)."""
+    """A plain metric-learning loss on the embedder (``docs/baselines.md``)."""
 
     loss: Component
 
@@ -520,7 +520,7 @@ def resolve_dataset(data: DataParams, table: DatasetTable) -> DataSpec:
 
 
 class EvaluationParams(StrictModel):
-    """``metrics.*`` and ``clustering.*`` keys of specs/metrics.md."""
+    """``metrics.*`` and ``clustering.*`` keys (docs/protocols.md)."""
 
     error_key: ClassVar[str] = "evaluation"
 
@@ -598,7 +598,7 @@ def parse_method_config(raw: dict[str, Any]) -> MethodConfig:
 
 
 def protocol_card(cfg: MethodConfig, cache_manifest: dict[str, Any]) -> dict[str, Any]:
-    """The facts logged with every run (specs/README.md glossary): backbone, BN
+    """The facts logged with every run (its protocol card): backbone, BN
     frozen or not, pooling, image preparation and augmentation, embedding dim,
     batch composition, selection split, budget.
 

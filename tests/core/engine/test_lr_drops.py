@@ -1,4 +1,4 @@
-"""Reload-best lr drops (specs/methods/intra_batch.md §7.1, §11 item 13)."""
+"""Reload-best lr drops (docs/methods/intra_batch.md, ``lr_drops``)."""
 
 import torch
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-# specs/metrics.md §4.1: seven 2-D unit vectors (angles in degrees) and labels A/B/C.
+# Worked example (docs/protocols.md#retrieval-metrics): seven 2-D unit vectors (angles
+# in degrees) and labels A/B/C.
 WORKED_ANGLES = [0, 11, 52, 28, 107, 66, 205]
 WORKED_LABELS = [0, 0, 0, 1, 1, 1, 2]
 
@@ -25,7 +26,7 @@ def clustered(
 
 @pytest.fixture
 def worked_example() -> tuple[np.ndarray, np.ndarray]:
-    """The §4.1 fixture as (7, 2) float32 unit vectors and (7,) labels."""
+    """The worked-example fixture as (7, 2) float32 unit vectors and (7,) labels."""
     a = np.deg2rad(np.asarray(WORKED_ANGLES, dtype=np.float64))
     x = np.stack([np.cos(a), np.sin(a)], axis=1).astype(np.float32)
     return x, np.asarray(WORKED_LABELS, dtype=np.int64)

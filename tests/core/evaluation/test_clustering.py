@@ -14,7 +14,7 @@ from dml_pipelines.core.evaluation.clustering import (
     pairwise_f1,
 )
 
-# specs/metrics.md §5 worked example
+# worked example of the definitions in docs/protocols.md#clustering-metrics
 LABELS = np.array([0, 0, 0, 1, 1, 1, 2])  # A A A B B B C
 CLUSTERS = np.array([0, 0, 1, 1, 1, 2, 2])
 

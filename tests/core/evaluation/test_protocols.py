@@ -86,7 +86,8 @@ def test_per_class_table(worked_example):
         "r_precision",
         "map@r",
     ]
-    # §4.1: class A hits@1 = 1,1,0; class B = 0,1,0; AP@R A = .5,.5,0; B = 0,.5,.25
+    # worked example: class A hits@1 = 1,1,0; class B = 0,1,0;
+    # AP@R A = .5,.5,0; B = 0,.5,.25
     np.testing.assert_array_equal(table["label"], [0, 1])
     np.testing.assert_array_equal(table["num_queries"], [3, 3])
     np.testing.assert_allclose(table["recall@1"], [2 / 3, 1 / 3])

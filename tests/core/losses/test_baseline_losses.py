@@ -1,5 +1,5 @@
 """Every PML-backed baseline against a brute-force loop of its formula
-(specs/baselines.md §11), float64, ≤ 1e-10."""
+(docs/baselines.md#what-the-tests-check), float64, ≤ 1e-10."""
 
 import math
 

@@ -1,7 +1,7 @@
-"""The cross-batch memory of GSP's base loss (specs/methods/gsp.md §9.1;
-baselines.md §11 item 7): the memory term equals pytorch-metric-learning's
-``CrossBatchMemory`` on a scripted batch sequence, FIFO ring order, the start
-step, and state in buffers."""
+"""The cross-batch memory of GSP's base loss
+(docs/baselines.md#cross-batch-memory-xbm): the memory term equals
+pytorch-metric-learning's ``CrossBatchMemory`` on a scripted batch sequence, FIFO ring
+order, the start step, and state in buffers."""
 
 import pytest
 import torch

@@ -1,6 +1,7 @@
-"""The zero-shot regression loss of GSP (specs/methods/gsp.md §7; §12 items 11,
-12): class split, dual ridge vs scikit-learn's primal ridge, the loss vs a naive
-float64 loop, gradients into every input, edge cases."""
+"""The zero-shot regression loss of GSP
+(docs/methods/gsp.md#zero-shot-regression-zsr-loss): class split, dual ridge vs
+scikit-learn's primal ridge, the loss vs a naive float64 loop, gradients into every
+input, edge cases."""
 
 import math
 
@@ -50,7 +51,7 @@ def test_dual_ridge_equals_sklearn_primal_ridge():
 
 
 def naive_loss(z, labels, e, ridge, scale):
-    """Loop form of §7 in float64 (primal ridge W = (ZᵀZ + λI)⁻¹ZᵀY)."""
+    """Loop form of the ZSR loss in float64 (primal ridge W = (ZᵀZ + λI)⁻¹ZᵀY)."""
     z, e = np.asarray(z, dtype=np.float64), np.asarray(e, dtype=np.float64)
     labels = labels.tolist()
     order = list(dict.fromkeys(labels))

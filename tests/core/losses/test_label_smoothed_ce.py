@@ -1,4 +1,4 @@
-"""Label-smoothed CE with temperature (§11 item 9)."""
+"""Label-smoothed CE with temperature (docs/baselines.md#label-smoothed-softmax)."""
 
 import math
 

@@ -1,6 +1,7 @@
-"""The ``gsp`` method (specs/methods/gsp.md §6–10; §12 items 13, 14), its config
-and YAML recipes (§9), and training through the real ``Trainer`` (hooks fill
-the GAP memory and the cross-batch memory; resume equals the uninterrupted run).
+"""The ``gsp`` method (docs/methods/gsp.md), its config and YAML recipes
+(docs/methods/gsp.md, "Recipes"), and training through the real ``Trainer``
+(hooks fill the GAP memory and the cross-batch memory; resume equals the
+uninterrupted run).
 """
 
 import math
@@ -197,13 +198,14 @@ def test_resume_after_a_kill_equals_the_uninterrupted_run(tmp_path):
 
 # --- config and YAML recipes ---------------------------------------------------
 
-MLRC = {  # §9.1: (K, memory batches, steps per epoch, patience)
+MLRC = {  # MLRC recipes: (K, memory batches, steps per epoch, patience)
     "cub200": (64, 25, 100, 15),
     "cars196": (64, 25, 100, 15),
     "sop": (128, 1400, 1000, 10),
     "inshop": (128, 400, 1000, 10),
 }
-CONVENTIONAL = {  # §9.2: (K, lr, steps per epoch, plateau patience, ES patience)
+# conventional recipes: (K, lr, steps per epoch, plateau patience, ES patience)
+CONVENTIONAL = {
     "conventional_small": (64, 1e-5, 25, 4, 15),
     "conventional_large": (128, 1e-4, 250, 3, 10),
     "conventional_large_inshop": (128, 1e-4, 250, 3, 10),

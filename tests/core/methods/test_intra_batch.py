@@ -1,5 +1,5 @@
-"""The ``intra_batch`` method (specs/methods/intra_batch.md §11 items 6–8, 11, 12,
-14) and its config / YAML recipes (§6)."""
+"""The ``intra_batch`` method (docs/methods/intra_batch.md) and its
+config / YAML recipes (docs/methods/intra_batch.md, "Recipes")."""
 
 from pathlib import Path
 

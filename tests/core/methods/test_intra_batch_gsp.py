@@ -1,7 +1,7 @@
-"""``intra_batch`` with the GSP pooling and the ZSR loss (specs/methods/gsp.md
-§6.2, §9.3, §10 rows 3–5): the classifier k-center prototype initialisation,
-the ZSR term, a training step through the real ``Trainer``, the default block
-left unchanged, warm starts and the ``gsp_intra_batch_<dataset>`` recipes."""
+"""``intra_batch`` with the GSP pooling and the ZSR loss (docs/methods/gsp.md,
+"Prototype initialisation" and "Intra-Batch + GSP"): the classifier k-center prototype
+initialisation, the ZSR term, a training step through the real ``Trainer``, the default
+block left unchanged, warm starts and the ``gsp_intra_batch_<dataset>`` recipes."""
 
 import math
 from pathlib import Path
@@ -294,8 +294,9 @@ def test_zsr_defaults_are_off_and_additive():
 
 # --- the gsp_intra_batch_<dataset> recipes ---------------------------------------
 
-# §9.3 as printed (lr to 5, weight decay to 3 significant digits, epochs) and the
-# number of training classes deciding K (64 below 1,000 classes, else 128)
+# the Intra-Batch + GSP configuration as printed (lr to 5, weight decay to 3 significant
+# digits, epochs) and the number of training classes deciding K (64 below 1,000 classes,
+# else 128)
 SPEC = {
     "cub200": (1.5637e-5, 6.06e-6, 70, 100),
     "cars196": (3.6683e-5, 2.55e-9, 30, 98),

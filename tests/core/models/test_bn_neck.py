@@ -1,4 +1,4 @@
-"""BN-neck classifier (specs/methods/intra_batch.md §3.4, §11 item 8)."""
+"""BN-neck classifier (docs/methods/intra_batch.md#the-model-and-the-loss)."""
 
 import torch
 

@@ -1,7 +1,6 @@
-"""The GSP pooling layer (specs/methods/gsp.md §2, §5, §6.1, §6.2, §8; §12 items
-2, 3, 8, 9, 13): a naive float64 oracle of the whole layer, GAP cases,
-invariances, the GAP memory and the greedy k-center prototype initialisations
-(from the GAP memory, from classifier rows)."""
+"""The GSP pooling layer (docs/methods/gsp.md#definitions): a naive float64 oracle of
+the whole layer, GAP cases, invariances, the GAP memory and the greedy k-center
+prototype initialisations (from the GAP memory, from classifier rows)."""
 
 import math
 
@@ -31,7 +30,8 @@ def fmap(b=2, c=6, h=3, w=4, seed=1):
 
 
 def oracle(f, weight, protos, mu, gamma):
-    """Naive loops from §2, §3.1 and §5: g (D,), z (K,) of one image (C, h, w)."""
+    """Naive loops of the definitions (inputs, transport, pooled vectors): g (D,), z
+    (K,) of one image (C, h, w)."""
     f, weight, protos = (np.asarray(a, dtype=np.float64) for a in (f, weight, protos))
     c = f.shape[0]
     feats = f.reshape(c, -1).T  # (n, C)
@@ -245,7 +245,8 @@ def test_init_delay_steps_postpone_the_memory():
 
 
 def test_classifier_kcenter_picks_classifier_rows_once_in_place():
-    """§6.2, §10 row 3: row 0, then K − 1 rows by farthest-point selection."""
+    """Classifier k-center initialisation: row 0, then K − 1 rows by farthest-point
+    selection."""
     torch.manual_seed(0)
     pool = GeneralizedSumPooling(dim=4, num_prototypes=5, init="classifier_kcenter")
     head = nn.Linear(6, 4)

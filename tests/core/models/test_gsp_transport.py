@@ -1,6 +1,6 @@
-"""The partial-transport solver of GSP (specs/methods/gsp.md §3–5; §12 items 1,
-3–7, 10, 15): fixed point vs a bisection oracle and a generic constrained
-minimiser of the primal, implicit backward vs unrolled autograd and gradcheck."""
+"""The partial-transport solver of GSP (docs/methods/gsp.md#partial-transport): fixed
+point vs a bisection oracle and a generic constrained minimiser of the primal, implicit
+backward vs unrolled autograd and gradcheck."""
 
 import math
 
@@ -24,7 +24,7 @@ def rand_costs(b=3, k=4, n=9, seed=0, dtype=torch.float64, d=8):
 
 
 def oracle_plan(costs, mu, gamma):
-    """Naive float64 loop from §3.1: β by bisection on log β, then ρ and π."""
+    """Naive float64 loop of the closed form: β by bisection on log β, then ρ and π."""
     c = np.asarray(costs, dtype=np.float64)
     k, n = c.shape
     s = [sum(math.exp(-gamma * c[j, i]) for j in range(k)) for i in range(n)]

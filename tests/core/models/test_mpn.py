@@ -1,4 +1,4 @@
-"""MPN of Intra-Batch (specs/methods/intra_batch.md §3, §11 items 1–5, 10)."""
+"""MPN of Intra-Batch (docs/methods/intra_batch.md#the-model-and-the-loss)."""
 
 import math
 

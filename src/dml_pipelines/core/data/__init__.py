@@ -17,7 +17,8 @@ def read_index(
     on_error: str = "raise",
     **options: Any,
 ) -> pd.DataFrame:
-    """Read a dataset's index table (specs/datasets.md §1), dispatching by ``name``.
+    """Read a dataset's index table (docs/datasets.md#index-table), dispatching by
+    ``name``.
 
     Args:
         name: one of ``digits, glyphs, cub200, cars196, sop, inshop, csv``.

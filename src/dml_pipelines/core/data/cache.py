@@ -1,11 +1,11 @@
 """The prepared-image cache: decode and resize every image once, read it fast later.
 
 ``build_cache`` decodes each row of an index table once with Pillow as RGB (EXIF
-orientation applied; CMYK, palette, grey and 16-bit images converted), optionally
-crops it to its box (specs/datasets.md §9), resizes its shorter side exactly as
-``torchvision.transforms.Resize(size)`` does on a PIL image (bilinear, antialiased,
-long side ``int(size * long / short)``), and appends the uint8 pixels (H, W, 3) to one
-flat file. ``ImageCache`` maps that file and hands out zero-copy (H, W, 3) views.
+orientation applied; CMYK, palette, grey and 16-bit images converted), optionally crops
+it to its box (docs/datasets.md#bounding-boxes), resizes its shorter side exactly as
+``torchvision.transforms.Resize(size)`` does on a PIL image (bilinear, antialiased, long
+side ``int(size * long / short)``), and appends the uint8 pixels (H, W, 3) to one flat
+file. ``ImageCache`` maps that file and hands out zero-copy (H, W, 3) views.
 
 Directory layout (``FORMAT_VERSION`` 1)::
 
@@ -283,8 +283,8 @@ def build_cache(
     folders an interrupted (killed) build left there are removed first.
 
     Args:
-        table: index table (specs/datasets.md §1); its index holds the row ids, its
-            ``path`` column paths relative to ``root``, ``x1..y2`` the boxes.
+        table: index table (docs/datasets.md#index-table); its index holds the row
+            ids, its ``path`` column paths relative to ``root``, ``x1..y2`` the boxes.
         root: dataset root.
         directory: output directory (created; a previous cache there is replaced).
         resize_shorter: shorter side in pixels, or ``None`` for the native size.

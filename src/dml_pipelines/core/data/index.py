@@ -1,4 +1,5 @@
-"""The index-table contract shared by every dataset reader (specs/datasets.md §1).
+"""The index-table contract shared by every dataset reader
+(docs/datasets.md#index-table).
 
 One row per image. Columns: ``path`` (str, relative to the dataset root), ``label``
 (int, original class id), ``split`` (train/test/query/gallery), ``x1,y1,x2,y2``
@@ -27,7 +28,8 @@ SPLITS = ("train", "test", "query", "gallery")
 
 
 def fold_edges(num_train_classes: int, folds: int = 4) -> np.ndarray:
-    """MLRC block edges ``linspace(0, C_train, folds + 1).astype(int)`` (§6.2)."""
+    """MLRC block edges ``linspace(0, C_train, folds + 1).astype(int)``
+    (docs/datasets.md#mlrc-fold-blocks)."""
     return np.linspace(0, num_train_classes, folds + 1).astype(int)
 
 

@@ -1,4 +1,4 @@
-"""P×K class-balanced batch sampler (specs/datasets.md §6.3).
+"""P×K class-balanced batch sampler (docs/datasets.md#pk-batch-sampler).
 
 Every batch holds P classes × K samples (P·K indices), every batch is full, and the
 order is a pure function of ``(seed, epoch)``: resuming at epoch e replays it.

@@ -1,4 +1,4 @@
-"""Train/test preprocessing presets by name (specs/datasets.md §7).
+"""Train/test preprocessing presets by name (docs/datasets.md#preprocessing-presets).
 
 A preset is split in two parts:
 
@@ -438,7 +438,8 @@ def _mlrc() -> dict[str, Any]:
 
 @PRESETS.register("intra_batch")
 def _intra_batch() -> dict[str, Any]:
-    # methods/intra_batch.md §7.4; std[0] = 0.299 is the official code's typo, kept.
+    # docs/datasets.md#preprocessing-presets; std[0] = 0.299 is the official code's
+    # typo, kept.
     return {
         "image_size": 227,
         "std": (0.299, 0.224, 0.225),

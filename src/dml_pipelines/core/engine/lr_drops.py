@@ -1,6 +1,7 @@
-"""Reload-best learning-rate drops (Intra-Batch, specs/methods/intra_batch.md
-§7.1): at the start of given 1-based epochs, load the best checkpoint's weights,
-then set every group's lr to its base lr × factor."""
+"""Reload-best learning-rate drops (Intra-Batch,
+docs/methods/intra_batch.md#key-parameters-under-intra_batch): at the start of given
+1-based epochs, load the best checkpoint's weights, then set every group's lr to its
+base lr × factor."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Evaluation core: embeddings artifact, exact kNN, retrieval and clustering metrics,
-and the reporting protocols (specs/metrics.md)."""
+and the reporting protocols (docs/protocols.md)."""
 
 from __future__ import annotations
 

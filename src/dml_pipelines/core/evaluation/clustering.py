@@ -1,5 +1,5 @@
-"""Clustering metrics (specs/metrics.md §5): k-means with k = number of classes,
-then NMI (arithmetic), AMI and pairwise F1.
+"""Clustering metrics (docs/protocols.md#clustering-metrics): k-means with k = number of
+classes, then NMI (arithmetic), AMI and pairwise F1.
 
 k-means runs with faiss (``faiss.Kmeans(d, k, niter=20, min_points_per_centroid=1,
 seed=seed)``, points assigned to their nearest centroid) or, when faiss is not

@@ -1,4 +1,5 @@
-"""The embeddings artifact (specs/metrics.md §9) and embedding normalisation (§1).
+"""The embeddings artifact and embedding normalisation (docs/protocols.md,
+"Embeddings artifact and metrics file" and "What is ranked").
 
 One ``.npz`` per model: ``embeddings`` (float32, N×D), ``labels`` (int64, N),
 ``index`` (int64, N, row ids into the index table), ``normalization`` (str), and
@@ -17,7 +18,8 @@ _REQUIRED = ("embeddings", "labels", "index")
 
 
 def normalize(x: np.ndarray, mode: str, *, inplace: bool = False) -> np.ndarray:
-    """Apply an embedding normalisation before ranking (metrics.md §1).
+    """Apply an embedding normalisation before ranking
+    (docs/protocols.md#what-is-ranked).
 
     Args:
         x: (N, D) float array.

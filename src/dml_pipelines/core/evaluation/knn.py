@@ -1,4 +1,4 @@
-"""Exact k-nearest-neighbour search (specs/metrics.md §3).
+"""Exact k-nearest-neighbour search (docs/protocols.md#nearest-neighbour-search).
 
 Three backends return the same neighbours up to ties: faiss (``IndexFlatIP`` on
 L2-normalised vectors, ``IndexFlatL2`` otherwise), a chunked pure-torch search

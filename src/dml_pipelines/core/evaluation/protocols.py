@@ -1,5 +1,6 @@
 """``evaluate()``: the metrics of one embeddings artifact, and the MLRC reporting
-protocol over fold models (specs/metrics.md §6.2, §9)."""
+protocol over fold models (docs/protocols.md, "MLRC protocol (4 folds)" and "Embeddings
+artifact and metrics file")."""
 
 from __future__ import annotations
 
@@ -105,7 +106,8 @@ def evaluate(
     return_per_class: bool = False,
     **options: Any,
 ):
-    """Retrieval and clustering metrics of one embedding set (metrics.md §9).
+    """Retrieval and clustering metrics of one embedding set
+    (docs/protocols.md#embeddings-artifact-and-metrics-file).
 
     Leave-one-out when ``is_query`` and ``is_gallery`` are None; otherwise queries
     are ranked against the gallery (nothing removed).
@@ -224,9 +226,9 @@ def evaluate(
 
 
 def clustering_rows(query_mask, gallery_mask, inshop_set: str):
-    """Rows clustered (specs/metrics.md §5): the whole set in leave-one-out mode
-    (masks ``None``); for query → gallery the union (``inshop_set: union``) or the
-    queries (``query``)."""
+    """Rows clustered (docs/protocols.md#clustering-metrics): the whole set in
+    leave-one-out mode (masks ``None``); for query → gallery the union (``inshop_set:
+    union``) or the queries (``query``)."""
     if query_mask is None:
         return slice(None)
     return query_mask | gallery_mask if inshop_set == "union" else query_mask
@@ -257,7 +259,8 @@ _AVERAGED = ("precision@1", "r_precision", "map@r", "nmi", "ami", "f1")
 
 
 def evaluate_mlrc(sets: Sequence[EmbeddingSet], **options: Any) -> dict:
-    """MLRC reporting (metrics.md §6.2) over the fold models' embedding sets.
+    """MLRC reporting (docs/protocols.md#mlrc-protocol-4-folds) over the fold models'
+    embedding sets.
 
     The sets must hold the same images (same ``index`` values, in any order) with
     the same labels and query/gallery flags; they are aligned by ``index``.

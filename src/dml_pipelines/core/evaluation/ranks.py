@@ -1,5 +1,5 @@
 """Rank of each query's first positive by counting, for Recall@K with K beyond the
-search depth (specs/metrics.md §4).
+search depth (docs/protocols.md#nearest-neighbour-search).
 
 A query's first positive sits at 0-based rank c = the number of references that
 do not share its label (itself excluded in leave-one-out mode) scoring strictly

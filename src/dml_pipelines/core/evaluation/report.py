@@ -1,6 +1,7 @@
 """Adapters from embeddings artifacts to the metrics records a run stores
-(specs/metrics.md §9): retrieval on an ``EmbeddingSet``, clustering on it, and the
-merged metrics file with the run's identity and the untrained network's numbers."""
+(docs/protocols.md#embeddings-artifact-and-metrics-file): retrieval on an
+``EmbeddingSet``, clustering on it, and the merged metrics file with the run's identity
+and the untrained network's numbers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Retrieval metrics from neighbour lists (specs/metrics.md §2-§4).
+"""Retrieval metrics from neighbour lists (docs/protocols.md#retrieval-metrics).
 
 Recall@K (hit rate), P@1, R-Precision and MAP@R (MLRC definition: divided by R_q,
 positions beyond R_q contribute nothing), computed vectorised on blocks of the

@@ -1,4 +1,5 @@
-"""C1 contrastive loss, XBM style (baselines.md §3):
+"""C1 contrastive loss, XBM style
+(docs/baselines.md#c1-contrastive-xbm-style-contrastive_c1):
 
 L = (1/N_anchors) [Σ_(a,p) [1 − ε − s_ap]₊ + Σ_(a,n) [s_an − m]₊],  m = 0.5.
 

@@ -1,6 +1,7 @@
-"""C2 contrastive loss with two margins (baselines.md §4): mean over non-zero
-positive terms of [d_ap − m⁺]₊ + mean over non-zero negative terms of
-[m⁻ − d_an]₊ (Euclidean distance of L2-normalised embeddings)."""
+"""C2 contrastive loss with two margins
+(docs/baselines.md#c2-contrastive-with-two-margins-contrastive_c2): mean over non-zero
+positive terms of [d_ap − m⁺]₊ + mean over non-zero negative terms of [m⁻ − d_an]₊
+(Euclidean distance of L2-normalised embeddings)."""
 
 from __future__ import annotations
 

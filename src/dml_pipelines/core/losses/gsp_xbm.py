@@ -1,5 +1,5 @@
 """Cross-batch memory around a pair loss, as GSP's TF framework uses it
-(``zsr/xbm/original_contrastive``; specs/methods/gsp.md §9.1, baselines.md §8).
+(``zsr/xbm/original_contrastive``; docs/baselines.md#cross-batch-memory-xbm).
 
 A ring buffer of ``size`` detached (embedding, label) rows. Every training batch
 is enqueued after its step (``enqueue``, from the method's ``on_step_end``). The

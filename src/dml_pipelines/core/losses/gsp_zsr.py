@@ -1,4 +1,5 @@
-"""Zero-shot regression (ZSR) loss of GSP (specs/methods/gsp.md §7).
+"""Zero-shot regression (ZSR) loss of GSP
+(docs/methods/gsp.md#zero-shot-regression-zsr-loss).
 
 The batch is split into two class-disjoint halves A and B (``split``); a ridge
 regressor (dual form, ridge λ) fitted on one half's attribute vectors Z and

@@ -1,6 +1,7 @@
-"""Label-smoothed cross-entropy with a temperature (specs/baselines.md §9,
-specs/methods/intra_batch.md §4). Acts on logits, so it is a function used by the
-``intra_batch`` method, not an entry of the embedding-loss registry."""
+"""Label-smoothed cross-entropy with a temperature
+(docs/baselines.md#label-smoothed-softmax,
+docs/methods/intra_batch.md#the-model-and-the-loss). Acts on logits, so it is a function
+used by the ``intra_batch`` method, not an entry of the embedding-loss registry."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Multi-Similarity loss without miner (baselines.md §6):
+"""Multi-Similarity loss without miner
+(docs/baselines.md#multi-similarity-no-miner-multi_similarity):
 L = mean_a [(1/α) log(1 + Σ_p e^{−α(s_ap − λ)}) + (1/β) log(1 + Σ_n e^{β(s_an − λ)})].
 """
 

@@ -1,5 +1,5 @@
-"""ProxyAnchor (baselines.md §7.1), α = 32, δ = 0.1, one proxy per class,
-Kaiming-normal proxies (PML)."""
+"""ProxyAnchor (docs/baselines.md#proxyanchor-proxy_anchor), α = 32, δ = 0.1, one proxy
+per class, Kaiming-normal proxies (PML)."""
 
 from __future__ import annotations
 

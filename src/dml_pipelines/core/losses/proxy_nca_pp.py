@@ -1,4 +1,4 @@
-"""ProxyNCA++ loss as used in the CCP tables (baselines.md §7.2):
+"""ProxyNCA++ loss as used in the CCP tables (docs/baselines.md#proxynca-proxy_nca_pp):
 mean_x −log softmax over proxies of s(x, p)/T at the true class, via PML
 ``ProxyNCALoss(softmax_scale = 1/(2T))`` on squared Euclidean distances of unit
 vectors (−‖x − p‖² = 2s − 2)."""

@@ -1,5 +1,5 @@
-"""SoftTriple (baselines.md §7.3) with K centres per class and the centre-sparsity
-regulariser (PML)."""
+"""SoftTriple (docs/baselines.md#softtriple-soft_triple) with K centres per class and
+the centre-sparsity regulariser (PML)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Triplet loss over all triplets (baselines.md §5): mean over non-zero terms of
-[d_ap − d_an + m]₊."""
+"""Triplet loss over all triplets (docs/baselines.md#triplet-all-triplets-triplet): mean
+over non-zero terms of [d_ap − d_an + m]₊."""
 
 from __future__ import annotations
 

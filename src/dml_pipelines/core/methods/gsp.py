@@ -1,5 +1,5 @@
 """Generalized Sum Pooling + zero-shot regression loss (Gürbüz, Şener, Alatan,
-ICCV 2023; specs/methods/gsp.md), TF paper-framework semantics: the GSP pooling
+ICCV 2023; docs/methods/gsp.md), TF paper-framework semantics: the GSP pooling
 (``core/models/gsp_pooling.py``), a base metric loss on normalise(g) (C1
 contrastive by default) with an optional cross-batch memory, and the ZSR loss on
 the attribute vectors, mixed as (1 − w)·L_DML + w·L_ZS."""

@@ -75,10 +75,10 @@ class XbmConfig(StrictModel):
 
 
 class ZsrConfig(StrictModel):
-    """Zero-shot regression loss on the GSP attribute vectors (spec §7):
-    ``convex``: (1 − w)·L_DML + w·L_ZS (TF, DEFAULT); ``additive``: L + w·L_ZS.
-    ``epsilon``: each sample scores −log(p + ε) (1e-16: the official code,
-    DEFAULT; 0: the exact cross-entropy)."""
+    """Zero-shot regression loss on the GSP attribute vectors
+    (docs/methods/gsp.md#zero-shot-regression-zsr-loss): ``convex``: (1 − w)·L_DML +
+    w·L_ZS (TF, DEFAULT); ``additive``: L + w·L_ZS. ``epsilon``: each sample scores
+    −log(p + ε) (1e-16: the official code, DEFAULT; 0: the exact cross-entropy)."""
 
     enabled: bool = True
     weight: float = Field(0.1, ge=0, le=1)
@@ -101,7 +101,7 @@ class GspZsrConfig(ZsrConfig):
 
 @register_config("gsp")
 class GspConfig(MethodConfig):
-    """GSP pooling + base loss (+ XBM) + ZSR (specs/methods/gsp.md)."""
+    """GSP pooling + base loss (+ XBM) + ZSR (docs/methods/gsp.md)."""
 
     pooling: Component = Field(default_factory=lambda: Component(name="gsp"))
     head: Component = Field(

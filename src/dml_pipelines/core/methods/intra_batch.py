@@ -1,9 +1,9 @@
 """Intra-Batch connections (Seidenschwarz et al., ICML 2021;
-specs/methods/intra_batch.md): a message-passing network over the complete batch
+docs/methods/intra_batch.md): a message-passing network over the complete batch
 graph refines the L2-normalised embeddings during training; label-smoothed CE on
 the backbone logits and on the MPN logits; the test embedding is the backbone's.
 
-Optional (specs/methods/gsp.md §6.2, §9.3): the GSP pooling with prototypes
+Optional (docs/methods/gsp.md#prototype-initialisation): the GSP pooling with prototypes
 picked among the backbone classifier's weight rows (``init:
 classifier_kcenter``, at the first training forward) and the zero-shot
 regression loss on its attributes (``zsr``)."""
@@ -113,8 +113,9 @@ class IntraBatch(Method):
         return pool.initialize_from_rows(self.classifier.weight)
 
     def param_groups(self, optimizer_cfg: Any) -> list[dict[str, Any]]:
-        """One group at ``optimizer.lr`` (§7.1); the base class's three groups when
-        a ``*_lr_mult`` differs from 1."""
+        """One group at ``optimizer.lr``
+        (docs/methods/intra_batch.md#key-parameters-under-intra_batch); the base class's
+        three groups when a ``*_lr_mult`` differs from 1."""
         mults = (
             optimizer_cfg.backbone_lr_mult,
             optimizer_cfg.head_lr_mult,

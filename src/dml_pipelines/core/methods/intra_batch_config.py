@@ -22,7 +22,8 @@ INTRA_BATCH_LOSSES = ("backbone_ce", "mpn_ce")
 
 
 class MPNConfig(StrictModel):
-    """Message-passing network (§3): L post-norm attention layers, H heads."""
+    """Message-passing network (docs/methods/intra_batch.md#the-model-and-the-loss): L
+    post-norm attention layers, H heads."""
 
     layers: int = Field(1, gt=0)
     heads: int = Field(2, gt=0)

@@ -1,5 +1,5 @@
-"""BN-neck classifier (specs/methods/intra_batch.md §3.4): BatchNorm1d with a frozen
-zero bias, then a bias-free linear layer initialised N(0, 0.001²)."""
+"""BN-neck classifier (docs/methods/intra_batch.md#the-model-and-the-loss): BatchNorm1d
+with a frozen zero bias, then a bias-free linear layer initialised N(0, 0.001²)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Generalized Sum Pooling (Gürbüz, Şener, Alatan, ICCV 2023;
-specs/methods/gsp.md §2, §5, §6.1, §8), registered as the pooling ``gsp``.
+docs/methods/gsp.md#definitions), registered as the pooling ``gsp``.
 
 The head W is applied per location (v_i = W f_i), the costs to the K prototypes
 are c_ki = ‖N(ω_k) − N(v_i)‖ (N clips onto the unit ball), and the partial
@@ -9,7 +9,7 @@ initialised the output is plain GAP of v with zero attributes. With
 ``init: memory_kcenter`` the method feeds ``gap`` (N(GAP(v)), detached) to
 ``observe`` after each training step, and once ``init_memory_size`` of them are
 stored the prototypes are set once, in place, by greedy k-center. With
-``init: classifier_kcenter`` (the PyTorch Intra-Batch module, §6.2) the method
+``init: classifier_kcenter`` (the PyTorch Intra-Batch module) the method
 hands its classifier weight rows to ``initialize_from_rows`` at its first
 training forward: row 0 and K − 1 rows picked by greedy k-center seeded with it.
 """

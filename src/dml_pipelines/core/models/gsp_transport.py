@@ -1,4 +1,5 @@
-"""Entropy-smoothed partial optimal transport of GSP (specs/methods/gsp.md §3–4).
+"""Entropy-smoothed partial optimal transport of GSP
+(docs/methods/gsp.md#partial-transport).
 
 Each of the n features carries mass 1/n; a fraction μ of the total is moved onto
 K prototypes at costs c (B, K, n), the rest stays as residual ρ. With
@@ -7,7 +8,7 @@ s_i = Σ_k exp(−γ c_ki) the optimum is ρ_i = (1/n)/(1 + β s_i),
 Σ_i (1/n) β s_i / (1 + β s_i) = μ (scalar fixed point, β₀ = 1).
 
 ``transport_plan`` returns X = [ρ; π] (B, K + 1, *spatial). ``backward``:
-``implicit`` (closed-form gradient at the fixed point, §4) or ``unrolled``
+``implicit`` (closed-form gradient at the fixed point) or ``unrolled``
 (autograd through the iterations).
 """
 
@@ -40,7 +41,8 @@ def _solve(costs: torch.Tensor, mu: float, gamma: float, iterations: int):
 
 
 class _ImplicitPlan(torch.autograd.Function):
-    """Forward: the fixed point without a graph; backward: §4's closed form."""
+    """Forward: the fixed point without a graph; backward: the closed form of
+    docs/methods/gsp.md#partial-transport."""
 
     @staticmethod
     def forward(ctx, costs, mu, gamma, iterations):  # noqa: D102

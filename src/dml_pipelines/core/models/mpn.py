@@ -1,6 +1,7 @@
-"""Message-passing network of Intra-Batch connections (specs/methods/intra_batch.md
-§3): dense attention over the complete batch graph (self-loops included) whose
-softmax carries an extra logit fixed at 0, in post-norm Transformer layers."""
+"""Message-passing network of Intra-Batch connections
+(docs/methods/intra_batch.md#the-model-and-the-loss): dense attention over the complete
+batch graph (self-loops included) whose softmax carries an extra logit fixed at 0, in
+post-norm Transformer layers."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class ZeroLogitAttention(nn.Module):
 
     Args:
         dim: d; heads: H (d_h = d / H); dropout: on the attention weights.
-        zero_logit: the "+1" normaliser (§3.3); ``False`` = plain softmax.
+        zero_logit: the "+1" normaliser; ``False`` = plain softmax.
     """
 
     def __init__(

@@ -16,7 +16,7 @@ def ingest_dataset(data: DataParams, datasets: DatasetTable) -> pd.DataFrame:
             ``on_missing``/``on_error``).
 
     Returns:
-        The index table of specs/datasets.md §1 as read from the archive; rows
+        The index table of docs/datasets.md#index-table as read from the archive; rows
         dropped by a ``skip`` policy are in ``attrs["skipped"]``.
     """
     from dml_pipelines.core.data import read_index

@@ -65,7 +65,7 @@ def counts(records: list[dict]) -> dict[str, int]:
     return out
 
 
-# --- CUB-200-2011 (§2) -------------------------------------------------------------
+# --- CUB-200-2011 ------------------------------------------------------------------
 
 
 def build_cub(root: Path, *, images: bool = True) -> dict:
@@ -107,7 +107,7 @@ def build_cub(root: Path, *, images: bool = True) -> dict:
     return {"records": records, "expected_counts": counts(records)}
 
 
-# --- Cars196 (§3) ------------------------------------------------------------------
+# --- Cars196 -----------------------------------------------------------------------
 
 
 def car_name(c: int) -> str:
@@ -231,7 +231,7 @@ def build_cars(
     return {"records": records, "expected_counts": counts(records)}
 
 
-# --- Stanford Online Products (§4) ---------------------------------------------------
+# --- Stanford Online Products --------------------------------------------------------
 
 SOP_CATEGORIES = ("bicycle", "chair", "lamp")
 
@@ -266,7 +266,7 @@ def build_sop(root: Path) -> dict:
     return {"records": records, "expected_counts": counts(records)}
 
 
-# --- In-Shop (§5) -------------------------------------------------------------------
+# --- In-Shop ------------------------------------------------------------------------
 
 INSHOP_TRAIN_ITEMS = (1, 2, 4, 7, 8)
 INSHOP_TEST_ITEMS = (3, 5, 6, 9, 12)
@@ -331,7 +331,7 @@ def build_inshop(
     return {"records": records, "expected_counts": counts(records)}
 
 
-# --- Generic CSV (§5a) ---------------------------------------------------------------
+# --- Generic CSV ----------------------------------------------------------------------
 
 
 def build_csv(root: Path, file: str = "index.csv") -> dict:
@@ -364,8 +364,9 @@ def build_csv(root: Path, file: str = "index.csv") -> dict:
 
 
 def check_fold_blocks(table, edges: list[int]) -> None:
-    """Training rows hold the block of their class rank under ``edges`` (§6.2);
-    other rows hold null; the blocks cover every training class once."""
+    """Training rows hold the block of their class rank under ``edges``
+    (docs/datasets.md#mlrc-fold-blocks); other rows hold null; the blocks cover every
+    training class once."""
     train = table["split"] == "train"
     classes = sorted(table.loc[train, "label"].unique())
     assert edges[-1] == len(classes)

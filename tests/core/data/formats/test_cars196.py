@@ -1,4 +1,5 @@
-"""Cars196 reader on miniatures of its three layouts (specs/datasets.md §3, §12)."""
+"""Cars196 reader on miniatures of its three layouts
+(docs/datasets.md#cars196-cars196)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def cars(tmp_path_factory):
 
 
 def canonical(table: pd.DataFrame) -> pd.DataFrame:
-    """Drop ``path``, sort by label then box (§3, §12 item 1)."""
+    """Drop ``path``, sort by label then box (all layouts agree)."""
     return (
         table.drop(columns="path").sort_values(["label", *BOX]).reset_index(drop=True)
     )

@@ -1,4 +1,4 @@
-"""Generic CSV reader (specs/datasets.md §5a)."""
+"""Generic CSV reader (docs/datasets.md#generic-csv-csv)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""CUB-200-2011 reader on a format-exact miniature (specs/datasets.md §2, §12)."""
+"""CUB-200-2011 reader on a format-exact miniature
+(docs/datasets.md#cub-200-2011-cub200)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of the ``digits`` reader (specs/datasets.md §11.1, §12 item 5)."""
+"""Tests of the ``digits`` reader (docs/datasets.md#digits)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of the ``glyphs`` reader (specs/datasets.md §11.2, §12 item 6)."""
+"""Tests of the ``glyphs`` reader (docs/datasets.md#glyphs)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""In-Shop reader on miniatures of its layouts (specs/datasets.md §5, §12 item 7)."""
+"""In-Shop reader on miniatures of its layouts
+(docs/datasets.md#in-shop-clothes-retrieval-inshop)."""
 
 from __future__ import annotations
 

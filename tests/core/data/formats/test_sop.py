@@ -1,4 +1,5 @@
-"""Stanford Online Products reader on a miniature (specs/datasets.md §4, §12)."""
+"""Stanford Online Products reader on a miniature
+(docs/datasets.md#stanford-online-products-sop)."""
 
 from __future__ import annotations
 

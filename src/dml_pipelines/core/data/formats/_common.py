@@ -1,5 +1,5 @@
 """Helpers shared by the archive readers (``cub200``, ``cars196``, ``sop``,
-``inshop``, ``csv``; specs/datasets.md §1, §6.1, §10).
+``inshop``, ``csv``; docs/datasets.md#index-table).
 
 Every reader follows the same steps: validate its options (:func:`check_options`),
 find its annotation files (:func:`locate`, :func:`require_files`), parse them with
@@ -43,7 +43,8 @@ DEFAULT_COUNTS: dict[str, dict[str, int]] = {
     "sop": {"train": 59551, "test": 60502},
     "inshop": {"train": 25882, "query": 14218, "gallery": 12612},
 }
-"""Published DML image counts per split of the full archives (§6.1)."""
+"""Published DML image counts per split of the full archives
+(docs/datasets.md#splits)."""
 
 COMMON_OPTIONS: dict[str, Any] = {"folds": 4, "verify_images": True}
 """Options every archive reader accepts: ``folds`` = number of MLRC class blocks;

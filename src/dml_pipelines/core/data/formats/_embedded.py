@@ -1,9 +1,9 @@
 """Shared helpers of the embedded readers (``digits``, ``glyphs``).
 
 An embedded reader materialises its images as PNG files under ``root/images/`` plus a
-``root/manifest.json`` (specs/datasets.md §11). A later call with the same parameters
-reuses the files when the manifest matches and the images' combined SHA-256 still
-agrees; otherwise the images are rendered again.
+``root/manifest.json`` (docs/datasets.md#embedded-datasets). A later call with the same
+parameters reuses the files when the manifest matches and the images' combined SHA-256
+still agrees; otherwise the images are rendered again.
 """
 
 from __future__ import annotations

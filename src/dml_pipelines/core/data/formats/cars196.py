@@ -1,4 +1,4 @@
-"""Cars196 reader (specs/datasets.md §3, §10 items 1 and 3).
+"""Cars196 reader (docs/datasets.md#cars196-cars196).
 
 Three layouts are accepted and detected from the files present (option ``layout``
 forces one):

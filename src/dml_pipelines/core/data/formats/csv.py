@@ -1,4 +1,5 @@
-"""Generic CSV reader (specs/datasets.md §5a): a user's own data as one CSV file.
+"""Generic CSV reader (docs/datasets.md#generic-csv-csv): a user's own data as one CSV
+file.
 
 A header line is required, with the columns ``path,label,split`` and optionally
 ``x1,y1,x2,y2`` (all four; empty cells = no box). ``path`` is relative to the

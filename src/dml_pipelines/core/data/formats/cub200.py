@@ -1,4 +1,4 @@
-"""CUB-200-2011 reader (specs/datasets.md §2, §10 items 1 and 6).
+"""CUB-200-2011 reader (docs/datasets.md#cub-200-2011-cub200).
 
 The root is the extracted ``CUB_200_2011/`` folder or its parent. ``images.txt``,
 ``image_class_labels.txt`` and ``bounding_boxes.txt`` are joined by image id; the

@@ -1,5 +1,5 @@
 """``digits``: scikit-learn's bundled 8x8 digits as a smoke-test dataset
-(specs/datasets.md §11.1).
+(docs/datasets.md#digits).
 
 The 1,797 images (values 0-16) are scaled to 0-255 uint8 (``round(v * 255 / 16)``),
 optionally upsampled to ``image_size`` with **nearest-neighbour** resampling (each

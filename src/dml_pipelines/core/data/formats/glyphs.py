@@ -1,4 +1,4 @@
-"""``glyphs``: a synthetic, deterministic glyph dataset (specs/datasets.md §11.2).
+"""``glyphs``: a synthetic, deterministic glyph dataset (docs/datasets.md#glyphs).
 
 Classes are single characters (Latin letters, digits, Greek letters, punctuation,
 symbols) rendered with Pillow from the DejaVu faces bundled with matplotlib
@@ -106,7 +106,7 @@ CALIBRATION = (
     "(0.05, 0.30) with stroke_px 1.0 gave R@1 0.6737 (seed 0); (0.02, 0.15) with "
     "stroke_px 0.5 gave 0.9300 (seed 0)."
 )
-"""Measured difficulty of the defaults (specs/datasets.md §11.2 item 7), copied
+"""Measured difficulty of the defaults (docs/datasets.md#glyphs, "Difficulty"), copied
 into every manifest."""
 
 

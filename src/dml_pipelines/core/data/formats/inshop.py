@@ -1,4 +1,5 @@
-"""DeepFashion In-Shop Clothes Retrieval reader (specs/datasets.md §5, §10 items 4-5).
+"""DeepFashion In-Shop Clothes Retrieval reader
+(docs/datasets.md#in-shop-clothes-retrieval-inshop).
 
 ``Eval/list_eval_partition.txt`` (a count line, a header line, then
 ``image_name item_id evaluation_status``) gives the rows and the

@@ -1,4 +1,4 @@
-"""Stanford Online Products reader (specs/datasets.md §4, §10 item 4).
+"""Stanford Online Products reader (docs/datasets.md#stanford-online-products-sop).
 
 ``Ebay_train.txt`` gives the train split and ``Ebay_test.txt`` the test split; each
 starts with the header ``image_id class_id super_class_id path``.
