@@ -219,7 +219,7 @@ def test_relevant_counts_query_gallery_and_lone():
 def test_invalid_settings():
     y = np.array([0, 0, 1, 1])
     idx = np.array([[1, 2], [0, 3], [3, 0], [2, 1]])
-    with pytest.raises(ValueError, match="metrics.lone_queries"):
+    with pytest.raises(ValueError, match="evaluation.lone_queries"):
         retrieval_metrics(idx, y, y, leave_one_out=True, lone_queries="keep")
     with pytest.raises(ValueError, match="metrics.recall_at"):
         retrieval_metrics(idx, y, y, leave_one_out=True, recall_at=(0,))
