@@ -93,9 +93,9 @@ def required_k(
         return min(max(depth, 1), num_references)
     if knn_k < r_max:
         raise ValueError(
-            f"evaluation.knn_k={knn_k} is smaller than R_max={r_max} (the largest number "
-            f"of same-label references of a query); R-Precision and MAP@R need k >= "
-            f"R_max"
+            f"evaluation.knn_k={knn_k} is smaller than R_max={r_max} (the largest "
+            "number of same-label references of a query); R-Precision and MAP@R "
+            "need k >= R_max"
         )
     if knn_k < k_max and deep_recall == "search":
         raise ValueError(
