@@ -520,7 +520,10 @@ def resolve_dataset(data: DataParams, table: DatasetTable) -> DataSpec:
 
 
 class EvaluationParams(StrictModel):
-    """``metrics.*`` and ``clustering.*`` keys (docs/protocols.md)."""
+    """The ``evaluation`` block (parameters.yml; docs/protocols.md): retrieval
+    and clustering options. Errors name ``evaluation.<key>``, as do those of
+    ``core.evaluation.protocols.resolve_options`` (the same keys, for callers
+    of the core without Kedro)."""
 
     error_key: ClassVar[str] = "evaluation"
 

@@ -115,5 +115,5 @@ def test_falls_back_to_sklearn_without_faiss(monkeypatch):
 
 
 def test_invalid_backend():
-    with pytest.raises(ValueError, match="clustering.backend"):
+    with pytest.raises(ValueError, match="evaluation.clustering_backend"):
         kmeans_assign(np.zeros((3, 2), np.float32), 2, backend="hdbscan")

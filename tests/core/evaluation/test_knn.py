@@ -212,11 +212,11 @@ def test_falls_back_to_torch_without_faiss(monkeypatch):
 
 def test_invalid_arguments():
     x = np.zeros((5, 2), np.float32)
-    with pytest.raises(ValueError, match="metrics.knn_backend"):
+    with pytest.raises(ValueError, match="evaluation.knn_backend"):
         knn(x, 1, backend="annoy")
     with pytest.raises(ValueError, match=r"k=5"):
         knn(x, 5)  # only 4 references in leave-one-out mode
-    with pytest.raises(ValueError, match="metrics.knn_chunk_size"):
+    with pytest.raises(ValueError, match="evaluation.knn_chunk_size"):
         knn(x, 1, backend="torch", chunk_size=0)
 
 

@@ -164,7 +164,7 @@ def test_auto_backend_is_recorded(worked_example, monkeypatch):
     assert evaluate(x, y, clustering=False)["knn_backend"] == "bf16"
     monkeypatch.setattr(knn_mod, "bf16_is_fast", lambda: False)
     assert evaluate(x, y, clustering=False)["knn_backend"] == "faiss"
-    with pytest.raises(ValueError, match=r"metrics\.knn_backend: bf16 needs"):
+    with pytest.raises(ValueError, match=r"evaluation\.knn_backend: bf16 needs"):
         evaluate(x, y, knn_backend="bf16", normalization="none")
 
 
@@ -183,15 +183,15 @@ def test_option_errors_name_the_setting(worked_example):
     x, y = worked_example
     with pytest.raises(ValueError, match="knn_bakend"):
         evaluate(x, y, knn_bakend="torch")
-    with pytest.raises(ValueError, match=r"metrics\.lone_queries"):
+    with pytest.raises(ValueError, match=r"evaluation\.lone_queries"):
         evaluate(x, y, lone_queries="keep")
-    with pytest.raises(ValueError, match=r"metrics\.deep_recall"):
+    with pytest.raises(ValueError, match=r"evaluation\.deep_recall"):
         evaluate(x, y, deep_recall="deep")
-    with pytest.raises(ValueError, match=r"clustering\.inshop_set"):
+    with pytest.raises(ValueError, match=r"evaluation\.inshop_set"):
         evaluate(x, y, inshop_set="gallery")
-    with pytest.raises(ValueError, match=r"metrics\.knn_chunk_size"):
+    with pytest.raises(ValueError, match=r"evaluation\.knn_chunk_size"):
         evaluate(x, y, knn_chunk_size=0)
-    with pytest.raises(ValueError, match=r"metrics\.avg_of_avgs"):
+    with pytest.raises(ValueError, match=r"evaluation\.avg_of_avgs"):
         evaluate(x, y, avg_of_avgs="yes")
     with pytest.raises(ValueError, match=r"normalization"):
         evaluate(x, y, normalization="cosine")
@@ -199,7 +199,7 @@ def test_option_errors_name_the_setting(worked_example):
 
 def test_explicit_k_below_r_max_is_an_error(worked_example):
     x, y = worked_example  # R_max = 2
-    with pytest.raises(ValueError, match=r"metrics\.knn_k=1 .*R_max=2"):
+    with pytest.raises(ValueError, match=r"evaluation\.knn_k=1 .*R_max=2"):
         evaluate(x, y, recall_at=(1,), knn_k=1, clustering=False)
     m = evaluate(x, y, recall_at=(1,), knn_k=5, clustering=False)
     assert m["map@r"] == pytest.approx(0.291667, abs=1e-6)

@@ -168,10 +168,10 @@ def test_map_at_r_extremes():
 def test_k_smaller_than_r_max_is_an_error():
     y = np.array([0, 0, 0, 0, 1, 1])  # R_max = 3 in leave-one-out mode
     idx = np.tile(np.arange(2), (6, 1))
-    with pytest.raises(ValueError, match=r"metrics\.knn_k=2 .*R_max=3"):
+    with pytest.raises(ValueError, match=r"evaluation\.knn_k=2 .*R_max=3"):
         retrieval_metrics(idx, y, y, leave_one_out=True, recall_at=(1,))
     rel = relevant_counts(y, y, True)
-    with pytest.raises(ValueError, match=r"metrics\.knn_k"):
+    with pytest.raises(ValueError, match=r"evaluation\.knn_k"):
         required_k(rel, (1,), 5, knn_k=2)
     assert required_k(rel, (1, 2), 5) == 3
     assert required_k(rel, (1, 100), 5) == 5  # capped at the number of references
@@ -182,9 +182,9 @@ def test_required_k_under_deep_recall_count():
     rel = relevant_counts(y, y, True)
     assert required_k(rel, (1, 100), 5, deep_recall="count") == 3
     assert required_k(rel, (1, 100), 5, knn_k=4, deep_recall="count") == 4
-    with pytest.raises(ValueError, match=r"metrics\.knn_k=2 .*R_max=3"):
+    with pytest.raises(ValueError, match=r"evaluation\.knn_k=2 .*R_max=3"):
         required_k(rel, (1, 100), 5, knn_k=2, deep_recall="count")
-    with pytest.raises(ValueError, match=r"metrics\.deep_recall"):
+    with pytest.raises(ValueError, match=r"evaluation\.deep_recall"):
         required_k(rel, (1,), 5, deep_recall="deep")
 
 
@@ -219,7 +219,7 @@ def test_relevant_counts_query_gallery_and_lone():
 def test_invalid_settings():
     y = np.array([0, 0, 1, 1])
     idx = np.array([[1, 2], [0, 3], [3, 0], [2, 1]])
-    with pytest.raises(ValueError, match="metrics.lone_queries"):
+    with pytest.raises(ValueError, match="evaluation.lone_queries"):
         retrieval_metrics(idx, y, y, leave_one_out=True, lone_queries="keep")
     with pytest.raises(ValueError, match="metrics.recall_at"):
         retrieval_metrics(idx, y, y, leave_one_out=True, recall_at=(0,))

@@ -34,7 +34,7 @@ def kmeans_assign(
     """
     if backend not in CLUSTERING_BACKENDS:
         raise ValueError(
-            f"clustering.backend: invalid value {backend!r}; "
+            f"evaluation.clustering_backend: invalid value {backend!r}; "
             f"valid: {', '.join(CLUSTERING_BACKENDS)}"
         )
     x = np.ascontiguousarray(x, dtype=np.float32)

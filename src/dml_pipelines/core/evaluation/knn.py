@@ -106,19 +106,19 @@ def resolve_backend(backend: str, normalized: bool) -> str:
     when faiss is not importable.
 
     Raises:
-        ValueError: naming ``metrics.knn_backend`` for an unknown backend, or for
+        ValueError: naming ``evaluation.knn_backend`` for an unknown backend, or for
             ``bf16`` on vectors that are not L2-normalised.
     """
     if backend not in KNN_BACKENDS:
         raise ValueError(
-            f"metrics.knn_backend: invalid value {backend!r}; "
+            f"evaluation.knn_backend: invalid value {backend!r}; "
             f"valid: {', '.join(KNN_BACKENDS)}"
         )
     if backend == "auto":
         backend = "bf16" if normalized and bf16_is_fast() else "faiss"
     if backend == "bf16" and not normalized:
         raise ValueError(
-            "metrics.knn_backend: bf16 needs L2-normalised embeddings "
+            "evaluation.knn_backend: bf16 needs L2-normalised embeddings "
             "(normalization: l2); use faiss or torch with normalization "
             "lipschitz or none"
         )
@@ -150,7 +150,7 @@ def knn(
         backend: ``auto``, ``faiss`` (falls back to ``torch`` if faiss is not
             importable), ``torch`` or ``bf16`` (see the module docstring).
         chunk_size: query rows per block of the torch and bf16 backends
-            (``metrics.knn_chunk_size``; bf16 caps it, see ``bf16_rows``).
+            (``evaluation.knn_chunk_size``; bf16 caps it, see ``bf16_rows``).
         bf16_margin: extra candidates per row of the bf16 backend.
 
     Returns:
@@ -158,7 +158,7 @@ def knn(
     """
     backend = resolve_backend(backend, normalized)
     if int(chunk_size) < 1:
-        raise ValueError(f"metrics.knn_chunk_size must be >= 1, got {chunk_size}")
+        raise ValueError(f"evaluation.knn_chunk_size must be >= 1, got {chunk_size}")
     query = np.ascontiguousarray(query, dtype=np.float32)
     leave_one_out = reference is None
     reference = query if leave_one_out else np.ascontiguousarray(reference, np.float32)

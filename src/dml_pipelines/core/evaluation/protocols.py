@@ -45,16 +45,16 @@ class EvalOptions:
 
 OPTION_KEYS = {
     "normalization": "normalization",
-    "lone_queries": "metrics.lone_queries",
-    "knn_backend": "metrics.knn_backend",
-    "knn_chunk_size": "metrics.knn_chunk_size",
-    "knn_k": "metrics.knn_k",
-    "deep_recall": "metrics.deep_recall",
-    "avg_of_avgs": "metrics.avg_of_avgs",
-    "clustering": "metrics.clustering",
-    "clustering_backend": "clustering.backend",
-    "inshop_set": "clustering.inshop_set",
-    "seed": "clustering.seed",
+    "lone_queries": "evaluation.lone_queries",
+    "knn_backend": "evaluation.knn_backend",
+    "knn_chunk_size": "evaluation.knn_chunk_size",
+    "knn_k": "evaluation.knn_k",
+    "deep_recall": "evaluation.deep_recall",
+    "avg_of_avgs": "evaluation.avg_of_avgs",
+    "clustering": "evaluation.clustering",
+    "clustering_backend": "evaluation.clustering_backend",
+    "inshop_set": "evaluation.inshop_set",
+    "seed": "evaluation.seed",
 }
 _CHOICES = {
     "normalization": NORMALIZATIONS,

@@ -101,7 +101,7 @@ def first_positive_ranks(
         again in float32.
     """
     if backend == "bf16" and not normalized:
-        raise ValueError("metrics.knn_backend: bf16 needs L2-normalised embeddings")
+        raise ValueError("evaluation.knn_backend: bf16 needs L2-normalised embeddings")
     leave_one_out = reference is None
     # where the bf16 search runs: a GPU if there is one (same code as on the CPU)
     device = "cuda" if backend == "bf16" and torch.cuda.is_available() else "cpu"

@@ -74,16 +74,16 @@ def required_k(
         relevant: (Q,) R_q per query (``relevant_counts``).
         recall_at: the Recall@K list.
         num_references: references each query can retrieve (N - 1 in leave-one-out).
-        knn_k: an explicit depth (``metrics.knn_k``), or None to derive it.
-        deep_recall: ``search`` or ``count`` (``metrics.deep_recall``).
+        knn_k: an explicit depth (``evaluation.knn_k``), or None to derive it.
+        deep_recall: ``search`` or ``count`` (``evaluation.deep_recall``).
 
     Raises:
-        ValueError: naming ``metrics.knn_k`` if it is below R_max, or (``search``)
+        ValueError: naming ``evaluation.knn_k`` if it is below R_max, or (``search``)
             below the largest K.
     """
     if deep_recall not in DEEP_RECALL:
         raise ValueError(
-            f"metrics.deep_recall: invalid value {deep_recall!r}; "
+            f"evaluation.deep_recall: invalid value {deep_recall!r}; "
             f"valid: {', '.join(DEEP_RECALL)}"
         )
     r_max = int(relevant.max(initial=0))
@@ -93,14 +93,14 @@ def required_k(
         return min(max(depth, 1), num_references)
     if knn_k < r_max:
         raise ValueError(
-            f"metrics.knn_k={knn_k} is smaller than R_max={r_max} (the largest number "
-            f"of same-label references of a query); R-Precision and MAP@R need k >= "
-            f"R_max"
+            f"evaluation.knn_k={knn_k} is smaller than R_max={r_max} (the largest "
+            "number of same-label references of a query); R-Precision and MAP@R "
+            "need k >= R_max"
         )
     if knn_k < k_max and deep_recall == "search":
         raise ValueError(
-            f"metrics.knn_k={knn_k} is smaller than the largest Recall@K K={k_max} "
-            "(metrics.deep_recall: search)"
+            f"evaluation.knn_k={knn_k} is smaller than the largest Recall@K K={k_max} "
+            "(evaluation.deep_recall: search)"
         )
     return min(int(knn_k), num_references)
 
@@ -180,12 +180,12 @@ def retrieval_metrics(
         recall@1, r_precision, map@r`` (one row per query label in Recall@K).
 
     Raises:
-        ValueError: naming ``metrics.knn_k`` when k < R_max or k < the largest K
+        ValueError: naming ``evaluation.knn_k`` when k < R_max or k < the largest K
             (and fewer than k references exist).
     """
     if lone_queries not in LONE_QUERIES:
         raise ValueError(
-            f"metrics.lone_queries: invalid value {lone_queries!r}; "
+            f"evaluation.lone_queries: invalid value {lone_queries!r}; "
             f"valid: {', '.join(LONE_QUERIES)}"
         )
     ks = check_recall_at(recall_at)

@@ -20,12 +20,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dml_pipelines.core.ops import clip_to_ball
+
 DISTANCES = ("normalised", "clip_to_ball")
-
-
-def clip_to_ball(x: torch.Tensor) -> torch.Tensor:
-    """(N, D) -> (N, D): v / max(1, ‖v‖)."""
-    return x / x.norm(dim=1, keepdim=True).clamp_min(1.0)
 
 
 def own_index(

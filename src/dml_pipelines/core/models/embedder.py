@@ -13,6 +13,7 @@ from torch import nn
 from dml_pipelines.core.models.backbones import BACKBONES, freeze_batchnorm
 from dml_pipelines.core.models.heads import HEADS
 from dml_pipelines.core.models.pooling import POOLINGS
+from dml_pipelines.core.ops import clip_to_ball
 from dml_pipelines.core.registry import call_with_args
 
 
@@ -22,7 +23,7 @@ def normalize_embeddings(x: torch.Tensor, mode: str) -> torch.Tensor:
     if mode == "l2":
         return nn.functional.normalize(x, dim=1)
     if mode == "lipschitz":
-        return x / x.norm(dim=1, keepdim=True).clamp_min(1.0)
+        return clip_to_ball(x)
     if mode == "none":
         return x
     raise ValueError(f"normalization: {mode!r} is invalid; valid: l2, lipschitz, none")

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import torch
 
+from dml_pipelines.core.ops import clip_to_ball
+
 BACKWARDS = ("implicit", "unrolled")
 
 
-def lipschitz_normalize(u: torch.Tensor) -> torch.Tensor:
-    """(..., D) -> (..., D): N(u) = u / max(1, ‖u‖) (clip onto the unit ball)."""
-    return u / u.norm(dim=-1, keepdim=True).clamp_min(1.0)
+#: N(u) = u / max(1, ‖u‖) (clip onto the unit ball)
+lipschitz_normalize = clip_to_ball
 
 
 def _solve(costs: torch.Tensor, mu: float, gamma: float, iterations: int):
