@@ -33,6 +33,9 @@ class RunParameters:
             for i in n.inputs
             if i.startswith("params:")
         } | set(self.HOOK_BLOCKS)
+        # a method's block belongs to every pipeline of that method (its MLRC
+        # evaluation, a --tags subset): those nodes live in its namespace
+        read |= {n.namespace.split(".")[0] for n in pipeline.nodes if n.namespace}
         loader = self._loader
         resolver = loader.resolver_keys() if hasattr(loader, "resolver_keys") else set()
         runtime = run_params.get("runtime_params") or {}

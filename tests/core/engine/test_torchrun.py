@@ -200,10 +200,10 @@ def test_killed_worker_restarts_and_resumes_to_the_uninterrupted_result(
 
 def test_torchrun_world_size_replaces_training_devices_1_or_must_equal_it():
     cfg = make_cfg()
-    assert launch._with_world(cfg, 4).training.devices == 4
-    assert launch._with_world(make_cfg(training={"devices": 4}), 4) is not None
+    assert launch.with_world(cfg, 4).training.devices == 4
+    assert launch.with_world(make_cfg(training={"devices": 4}), 4) is not None
     with pytest.raises(ValueError, match=r"training.devices: 3, but torchrun .* 4"):
-        launch._with_world(make_cfg(training={"devices": 3}), 4)
+        launch.with_world(make_cfg(training={"devices": 3}), 4)
 
 
 def test_no_torchrun_environment_means_one_process():

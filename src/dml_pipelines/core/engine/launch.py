@@ -114,7 +114,7 @@ def stop() -> None:
     _launch = None
 
 
-def _with_world(cfg: Any, world: int) -> Any:
+def with_world(cfg: Any, world: int) -> Any:
     """``cfg`` with ``training.devices`` = the number of processes torchrun
     started (the resume key and the run's record then say what ran)."""
     devices = cfg.training.devices
@@ -234,7 +234,7 @@ def lead(
     launch = _launch
     if launch is None or not launch.is_main:
         raise RuntimeError("launch.lead: only rank 0 of a torchrun launch leads")
-    cfg = _with_world(cfg, launch.world_size)  # before any file is written
+    cfg = with_world(cfg, launch.world_size)  # before any file is written
     token = None
     if checkpoint_dir is not None:
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)

@@ -573,7 +573,10 @@ def trained_config(state: Mapping[str, Any], cfg: MethodConfig) -> MethodConfig:
             first keys, both values, and the command that re-trains).
     """
     from dml_pipelines.core.config import identity_differences, parse_method_config
+    from dml_pipelines.core.engine import launch
 
+    if launch.current() is not None:  # torchrun trained it on the world's ranks
+        cfg = launch.with_world(cfg, launch.current().world_size)
     trained = state.get("config")
     if not isinstance(trained, dict):
         raise ValueError(
