@@ -48,7 +48,8 @@ def test_command_line_beats_conf_local_beats_the_recipe(project, caplog):
     assert (block.training.epochs, block.optimizer.lr) == (2, 0.5)
     # the rest of the recipe still applies, and the block names it
     assert block.backbone.name == recipe["backbone"]["name"] != "small_cnn"
-    assert block.recipe == "cub200" and block.recipes == {"cub200": {}}
+    assert block.recipe == "cub200" and block.recipes["cub200"] == {}
+    assert block.recipes["cars196"]  # the other recipes stay (report commands)
     sources = {s.key: s.source for s in loader.provenance["intra_batch"]}
     assert sources["training.epochs"] == "command line"
     assert sources["backbone.name"] == "recipe cub200"

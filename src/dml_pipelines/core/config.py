@@ -279,9 +279,10 @@ class MethodConfig(StrictModel):
     picks one: ``auto`` (DEFAULT) uses the recipe named after the run's dataset
     when there is one (``for_dataset``), ``default`` none, any other name that
     recipe. Every recipe is validated over the block as written, before any
-    work; a block with a recipe applied names it and keeps its entry empty
-    (``recipes: {<name>: {}}``). Under Kedro the project's config loader layers
-    block < recipe < conf/local < ``--params`` (``core/layers.py``).
+    work; a block with a recipe applied names it and empties its entry
+    (``recipes.<name>: {}``; the other recipes stay). Under Kedro the project's
+    config loader layers block < recipe < conf/local < ``--params``
+    (``core/layers.py``).
     """
 
     method: str
@@ -327,7 +328,7 @@ class MethodConfig(StrictModel):
         over = recipes[recipe]
         if not isinstance(over, dict):
             return data
-        return {**deep_merge(data, over), "recipes": {recipe: {}}}
+        return {**deep_merge(data, over), "recipes": {**recipes, recipe: {}}}
 
     def for_dataset(self, dataset: str) -> MethodConfig:
         """The block a run on ``dataset`` uses: with ``recipe: auto``, the recipe
@@ -396,8 +397,14 @@ NON_IDENTITY_KEYS = ("training.num_threads", "training.num_workers")
 
 
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
-    """A resolved config (``model_dump(mode="json")``) without ``NON_IDENTITY_KEYS``."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    """A resolved config (``model_dump(mode="json")``) without ``NON_IDENTITY_KEYS``
+    and without ``recipes`` (the applied recipe's values are in the block and its
+    name in ``recipe``; the other datasets' recipes do not change this run)."""
+    out = {
+        k: dict(v) if isinstance(v, dict) else v
+        for k, v in config.items()
+        if k != "recipes"
+    }
     for key in NON_IDENTITY_KEYS:
         block, _, leaf = key.partition(".")
         if isinstance(out.get(block), dict):

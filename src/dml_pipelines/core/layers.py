@@ -96,10 +96,10 @@ def layer_block(
         dataset: the run's dataset (``auto`` picks the recipe of that name).
 
     Returns:
-        The resolved block — with a recipe applied it names the recipe and keeps
-        its entry empty (``recipes: {<name>: {}}``: the values are in the block,
-        so validating it again never re-applies the recipe over the layers
-        above) — and the settings that the recipe, conf/local and the command
+        The resolved block — with a recipe applied it names the recipe and empties
+        its entry (``recipes.<name>: {}``: the values are in the block, so
+        validating it again never re-applies the recipe over the layers above;
+        the other recipes stay, for the report's commands) — and the settings that the recipe, conf/local and the command
         line made, in that order (later ones win).
     """
     # the recipe choice and the recipe table may themselves be overridden
@@ -119,7 +119,7 @@ def layer_block(
     if recipe is None:
         out.update({k: meta[k] for k in RECIPE_KEYS if k in meta})
     else:
-        out.update(recipe=recipe, recipes={recipe: {}})
+        out.update(recipe=recipe, recipes={**meta["recipes"], recipe: {}})
     return out, list(settings.values())
 
 
