@@ -99,8 +99,9 @@ def layer_block(
         The resolved block — with a recipe applied it names the recipe and empties
         its entry (``recipes.<name>: {}``: the values are in the block, so
         validating it again never re-applies the recipe over the layers above;
-        the other recipes stay, for the report's commands) — and the settings that the recipe, conf/local and the command
-        line made, in that order (later ones win).
+        the other recipes stay, for the report's commands) — and the settings
+        that the recipe, conf/local and the command line made, in that order
+        (later ones win).
     """
     # the recipe choice and the recipe table may themselves be overridden
     meta = deep_merge(deep_merge(base, local or {}), cli or {})
