@@ -78,15 +78,18 @@ def _assert_same(got: Path, ref: Path) -> None:
     (state, history), (ref_state, ref_history) = _result(got), _result(ref)
     assert list(history["epoch"]) == list(ref_history["epoch"]) == [1, 2]
     # float32 sums in another order: the losses (about 6) agree to 1e-5 of
-    # their size, the weights to 1e-5 absolute + relative (assert_close)
+    # their size, each weight tensor to 1e-5 of its norm (single elements drift
+    # further: 2.1e-5 on one of 128 was seen after 6 steps)
     assert history["loss"].to_numpy() == pytest.approx(
         ref_history["loss"].to_numpy(), rel=1e-5, abs=1e-5
     )
     assert ref_history["loss"].iloc[1] != ref_history["loss"].iloc[0]  # it trained
     for key, value in ref_state["model"].items():
-        torch.testing.assert_close(
-            state["model"][key].float(), value.float(), atol=1e-5, rtol=1e-5
-        )
+        if not value.is_floating_point():
+            assert torch.equal(state["model"][key], value), key
+            continue
+        diff = (state["model"][key].double() - value.double()).norm()
+        assert diff <= 1e-5 * max(value.double().norm(), 1.0), (key, float(diff))
     assert state["device"] == "cpu x2" and ref_state["device"] == "cpu"
     assert state["config"]["training"]["devices"] == 2
     # rank 0 alone wrote: one checkpoint, no leftover token of the launch check
