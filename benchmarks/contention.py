@@ -23,6 +23,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -97,6 +98,8 @@ def main() -> None:
     if args.child:
         child(args.child, args.epochs)
         return
+    # a SIGTERM runs the `finally` of measure: no busy loop outlives the script
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from plain_reference import ensure_glyphs
 
