@@ -340,6 +340,10 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert resumed.resumed
     # the best epoch (3rd, 0.6) lies in instance 1; the last (4th) started instance 2
     assert int(full.method.instance) == 1 == int(resumed.method.instance)
+    # the history and the summary record the run, not the reloaded best epoch
+    assert h_full["instance"].tolist() == [0, 0, 1, 1] == h_resumed["instance"].tolist()
+    summary = {"instances": 3, "reselections": 2, "lambda": pytest.approx(2e-4)}
+    assert full.method.summary() == summary == resumed.method.summary()
     for run in ("full", "cut"):
         last = torch.load(tmp_path / run / "last.pt", weights_only=True)
         assert int(last["model"]["instance"]) == 2
@@ -348,6 +352,48 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, equal_nan=True)
+
+
+class Keep(Callback):
+    """Keeps the trainer's method (``train_model`` builds it inside)."""
+
+    def on_fit_start(self, trainer):
+        self.method = trainer.method
+
+
+def test_train_model_records_the_instances_in_the_history_and_summary(tmp_path):
+    """Through ``train_model``: the one held-out validation class gives MAP@R
+    1.0 every epoch, so with patience 1 every second epoch ends an instance."""
+    from dml_pipelines.core.data.prepare import prepare_caches
+    from dml_pipelines.core.engine.run import train_model
+    from tests.conftest import colour_classes
+
+    table = colour_classes(tmp_path / "raw", (12, 12), per_class=4)
+    table["split"] = "train"
+    table["fold_block"] = table["label"].map({0: 0, 1: 1, 2: 2, 3: 0, 4: 1, 5: 3})
+    _, caches, _ = prepare_caches(table, tmp_path / "raw", tmp_path / "cache", [None])
+    cfg = config(
+        instance_patience=1,
+        sampler={"P": 4, "K": 2, "batches_per_epoch": 2},
+        transforms={"preset": "small"},
+        training={"epochs": 5},
+    )
+    keep = Keep()
+    state, history = train_model(
+        table, caches[None], cfg, checkpoint_dir=tmp_path, callbacks=[keep]
+    )
+    assert history["val/map@r"].tolist() == [1.0] * 5
+    # e1 best; e2 not better -> switch; e3 best; e4 switch; e5 best
+    assert history["instance"].tolist() == [0, 0, 1, 1, 2]
+    assert state["selected_epoch"] == 1  # its weights and buffers are reloaded
+    assert int(keep.method.instance) == 0
+    assert keep.method.summary() == {
+        "instances": 3,
+        "reselections": 2,
+        "lambda": pytest.approx(2e-4),
+    }
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert [r["instance"] for r in last["history"]] == [0, 0, 1, 1, 2]
 
 
 def test_gradient_order_regulariser_is_clipped_with_the_loss_gradient():
