@@ -476,12 +476,24 @@ SPEC = {  # (M, b, steps/epoch, C2 (m+, m-), MS (α, β, λ), triplet m)
 }
 
 
-@pytest.mark.parametrize("recipe", ["default", "digits", *SPEC])
+#: the released code's loss defaults (its run script sets no margins)
+RELEASED = {
+    "contrastive_c1": {"margin": 0.5},
+    "contrastive_c2": {"pos_margin": 0.0, "neg_margin": 0.5},
+    "multi_similarity": {"alpha": 2.0, "beta": 50.0, "base": 0.5},
+    "triplet": {"margin": 0.05},
+}
+
+
+@pytest.mark.parametrize(
+    "recipe", ["default", "digits", *SPEC, *(f"{d}_released" for d in SPEC)]
+)
 def test_yaml_recipes_validate_with_the_spec_values(recipe):
     raw = yaml.safe_load(YAML.read_text())["ccp"]
     cfg = parse_method_config({**raw, "recipe": recipe})
+    assert cfg.training.early_stopping.min_delta == 1e-5  # the official margin
     assert cfg.monitor_lag_epochs == 0 and cfg.batch_loss_weight == 0.1
-    if recipe not in SPEC:
+    if recipe in ("default", "digits"):
         assert cfg.backbone.name == "small_cnn" and cfg.embedding_dim == 64
         assert cfg.training.epochs == 20 and cfg.training.checkpoint_selection == (
             "validation"
@@ -490,11 +502,21 @@ def test_yaml_recipes_validate_with_the_spec_values(recipe):
         assert (cfg.sampler.P, cfg.sampler.K) == pk
         assert (cfg.proxies_per_class, cfg.pool_per_class) == (8, 12)
         return
-    m, b, steps, c2, ms, tri = SPEC[recipe]
+    dataset = recipe.removesuffix("_released")
+    m, b, steps, c2, ms, tri = SPEC[dataset]
     assert (cfg.proxies_per_class, cfg.pool_per_class) == (m, b)
+    assert (cfg.instance_patience, cfg.instance_min_epochs) == (3, 1)
     assert cfg.sampler.batches_per_epoch == steps
     assert (cfg.sampler.P, cfg.sampler.K, cfg.sampler.order) == (8, 4, "interleaved")
     la = cfg.loss_args
+    if recipe != dataset:
+        assert la == RELEASED
+        assert cfg.model_dump(exclude={"loss_args", "recipe", "recipes"}) == (
+            parse_method_config({**raw, "recipe": dataset}).model_dump(
+                exclude={"loss_args", "recipe", "recipes"}
+            )
+        )
+        return
     assert la["contrastive_c1"] == {"margin": 0.5}
     assert (
         la["contrastive_c2"]["pos_margin"],
@@ -523,7 +545,6 @@ def test_yaml_recipes_validate_with_the_spec_values(recipe):
     assert cfg.transforms.preset == "mlrc"
     assert cfg.head_init == "glorot_uniform" and cfg.training.warmup_epochs == 0
     assert cfg.training.early_stopping.patience == 60
-    assert cfg.training.early_stopping.min_delta == 0.0
     assert cfg.training.checkpoint_selection == "validation"
 
 
