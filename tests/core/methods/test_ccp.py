@@ -1,4 +1,4 @@
-"""The ``ccp`` method (specs/methods/ccp.md §10 items 1, 3, 4, 7, 8): proxies
+"""The ``ccp`` method (docs/methods/ccp.md, "What was verified"): proxies
 after a projection, the regulariser λ(θ − θ̄), scripted instance switching (and
 the lagged monitor), network continuity, gradient order; training through the
 real ``Trainer`` with resume; config defaults and the YAML recipes."""
@@ -498,6 +498,10 @@ def test_yaml_recipes_validate_with_the_spec_values(recipe):
         assert cfg.training.epochs == 20 and cfg.training.checkpoint_selection == (
             "validation"
         )
+        # the outer loop runs within the 20 epochs: patience 1 (3 never ended
+        # an instance on glyphs), the current epoch's MAP@R (docs/methods/ccp.md)
+        assert (cfg.instance_patience, cfg.instance_min_epochs) == (1, 1)
+        assert (cfg.instance_min_delta, cfg.monitor_lag_epochs) == (1e-5, 0)
         pk = (3, 16) if recipe == "digits" else (16, 4)
         assert (cfg.sampler.P, cfg.sampler.K) == pk
         assert (cfg.proxies_per_class, cfg.pool_per_class) == (8, 12)

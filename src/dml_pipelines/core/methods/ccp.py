@@ -1,5 +1,5 @@
 """DML with chance constraints (Gürbüz, Can, Alatan, arXiv 2209.09060;
-specs/methods/ccp.md): a multi-proxy pair loss (C·M proxies, m-major layout) plus
+docs/methods/ccp.md): a multi-proxy pair loss (C·M proxies, m-major layout) plus
 its 0.1-weighted in-batch form, the projection regulariser λ(θ − θ̄) added to the
 network's gradients, and the alternating-projection outer loop: after
 ``instance_patience`` epochs without a better validation value the instance ends,
