@@ -328,7 +328,12 @@ def test_ccp_margin_recipes_are_labelled_and_never_averaged_together():
         )
 
     runs = pd.concat(
-        [run(0, "cub200", 0.6), run(1, "cub200", 0.7), run(0, "cub200_released", 0.2)],
+        [
+            run(0, "cub200", 0.6),
+            run(1, "cub200", 0.7),
+            run(0, "cub200_released", 0.2),
+            run(0, "auto", 0.1),  # no recipe applied: no label
+        ],
         ignore_index=True,
     )
     rows = paper_table_rows(
@@ -346,5 +351,6 @@ def test_ccp_margin_recipes_are_labelled_and_never_averaged_together():
     assert r1.loc["base_loss=contrastive_c2; recipe=cub200_released", "reproduced"] == (
         pytest.approx(20.0)
     )
+    assert r1.loc["base_loss=contrastive_c2", "reproduced"] == pytest.approx(10.0)
     md = paper_tables_markdown(config, rows)
     assert "| C2-CCP-L (base_loss=contrastive_c2; recipe=cub200_released) | 73.4" in md

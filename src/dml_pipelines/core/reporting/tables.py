@@ -186,8 +186,9 @@ def _by_recipe(matched: pd.DataFrame) -> Iterator[tuple[str | None, pd.DataFrame
 
 
 def _recipe_of(config: Mapping[str, Any]) -> str | None:
+    """The recipe a resolved block applied (``auto`` / ``default``: none)."""
     found = {v for _, v in _find_key(dict(config), "recipe") if isinstance(v, str)}
-    return "+".join(sorted(found)) or None
+    return "+".join(sorted(found - {"auto", "default"})) or None
 
 
 def _rows(
