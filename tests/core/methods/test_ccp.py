@@ -1,4 +1,4 @@
-"""The ``ccp`` method (specs/methods/ccp.md §10 items 1, 3, 4, 7, 8): proxies
+"""The ``ccp`` method (docs/methods/ccp.md, "What was verified"): proxies
 after a projection, the regulariser λ(θ − θ̄), scripted instance switching (and
 the lagged monitor), network continuity, gradient order; training through the
 real ``Trainer`` with resume; config defaults and the YAML recipes."""
@@ -340,6 +340,10 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert resumed.resumed
     # the best epoch (3rd, 0.6) lies in instance 1; the last (4th) started instance 2
     assert int(full.method.instance) == 1 == int(resumed.method.instance)
+    # the history and the summary record the run, not the reloaded best epoch
+    assert h_full["instance"].tolist() == [0, 0, 1, 1] == h_resumed["instance"].tolist()
+    summary = {"instances": 3, "reselections": 2, "lambda": pytest.approx(2e-4)}
+    assert full.method.summary() == summary == resumed.method.summary()
     for run in ("full", "cut"):
         last = torch.load(tmp_path / run / "last.pt", weights_only=True)
         assert int(last["model"]["instance"]) == 2
@@ -348,6 +352,48 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, equal_nan=True)
+
+
+class Keep(Callback):
+    """Keeps the trainer's method (``train_model`` builds it inside)."""
+
+    def on_fit_start(self, trainer):
+        self.method = trainer.method
+
+
+def test_train_model_records_the_instances_in_the_history_and_summary(tmp_path):
+    """Through ``train_model``: the one held-out validation class gives MAP@R
+    1.0 every epoch, so with patience 1 every second epoch ends an instance."""
+    from dml_pipelines.core.data.prepare import prepare_caches
+    from dml_pipelines.core.engine.run import train_model
+    from tests.conftest import colour_classes
+
+    table = colour_classes(tmp_path / "raw", (12, 12), per_class=4)
+    table["split"] = "train"
+    table["fold_block"] = table["label"].map({0: 0, 1: 1, 2: 2, 3: 0, 4: 1, 5: 3})
+    _, caches, _ = prepare_caches(table, tmp_path / "raw", tmp_path / "cache", [None])
+    cfg = config(
+        instance_patience=1,
+        sampler={"P": 4, "K": 2, "batches_per_epoch": 2},
+        transforms={"preset": "small"},
+        training={"epochs": 5},
+    )
+    keep = Keep()
+    state, history = train_model(
+        table, caches[None], cfg, checkpoint_dir=tmp_path, callbacks=[keep]
+    )
+    assert history["val/map@r"].tolist() == [1.0] * 5
+    # e1 best; e2 not better -> switch; e3 best; e4 switch; e5 best
+    assert history["instance"].tolist() == [0, 0, 1, 1, 2]
+    assert state["selected_epoch"] == 1  # its weights and buffers are reloaded
+    assert int(keep.method.instance) == 0
+    assert keep.method.summary() == {
+        "instances": 3,
+        "reselections": 2,
+        "lambda": pytest.approx(2e-4),
+    }
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert [r["instance"] for r in last["history"]] == [0, 0, 1, 1, 2]
 
 
 def test_gradient_order_regulariser_is_clipped_with_the_loss_gradient():
@@ -430,25 +476,51 @@ SPEC = {  # (M, b, steps/epoch, C2 (m+, m-), MS (α, β, λ), triplet m)
 }
 
 
-@pytest.mark.parametrize("recipe", ["default", "digits", *SPEC])
+#: the released code's loss defaults (its run script sets no margins)
+RELEASED = {
+    "contrastive_c1": {"margin": 0.5},
+    "contrastive_c2": {"pos_margin": 0.0, "neg_margin": 0.5},
+    "multi_similarity": {"alpha": 2.0, "beta": 50.0, "base": 0.5},
+    "triplet": {"margin": 0.05},
+}
+
+
+@pytest.mark.parametrize(
+    "recipe", ["default", "digits", *SPEC, *(f"{d}_released" for d in SPEC)]
+)
 def test_yaml_recipes_validate_with_the_spec_values(recipe):
     raw = yaml.safe_load(YAML.read_text())["ccp"]
     cfg = parse_method_config({**raw, "recipe": recipe})
+    assert cfg.training.early_stopping.min_delta == 1e-5  # the official margin
     assert cfg.monitor_lag_epochs == 0 and cfg.batch_loss_weight == 0.1
-    if recipe not in SPEC:
+    if recipe in ("default", "digits"):
         assert cfg.backbone.name == "small_cnn" and cfg.embedding_dim == 64
         assert cfg.training.epochs == 20 and cfg.training.checkpoint_selection == (
             "validation"
         )
+        # the outer loop runs within the 20 epochs: patience 1 (3 never ended
+        # an instance on glyphs), the current epoch's MAP@R (docs/methods/ccp.md)
+        assert (cfg.instance_patience, cfg.instance_min_epochs) == (1, 1)
+        assert (cfg.instance_min_delta, cfg.monitor_lag_epochs) == (1e-5, 0)
         pk = (3, 16) if recipe == "digits" else (16, 4)
         assert (cfg.sampler.P, cfg.sampler.K) == pk
         assert (cfg.proxies_per_class, cfg.pool_per_class) == (8, 12)
         return
-    m, b, steps, c2, ms, tri = SPEC[recipe]
+    dataset = recipe.removesuffix("_released")
+    m, b, steps, c2, ms, tri = SPEC[dataset]
     assert (cfg.proxies_per_class, cfg.pool_per_class) == (m, b)
+    assert (cfg.instance_patience, cfg.instance_min_epochs) == (3, 1)
     assert cfg.sampler.batches_per_epoch == steps
     assert (cfg.sampler.P, cfg.sampler.K, cfg.sampler.order) == (8, 4, "interleaved")
     la = cfg.loss_args
+    if recipe != dataset:
+        assert la == RELEASED
+        assert cfg.model_dump(exclude={"loss_args", "recipe", "recipes"}) == (
+            parse_method_config({**raw, "recipe": dataset}).model_dump(
+                exclude={"loss_args", "recipe", "recipes"}
+            )
+        )
+        return
     assert la["contrastive_c1"] == {"margin": 0.5}
     assert (
         la["contrastive_c2"]["pos_margin"],
@@ -477,7 +549,6 @@ def test_yaml_recipes_validate_with_the_spec_values(recipe):
     assert cfg.transforms.preset == "mlrc"
     assert cfg.head_init == "glorot_uniform" and cfg.training.warmup_epochs == 0
     assert cfg.training.early_stopping.patience == 60
-    assert cfg.training.early_stopping.min_delta == 0.0
     assert cfg.training.checkpoint_selection == "validation"
 
 

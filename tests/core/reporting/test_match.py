@@ -315,3 +315,42 @@ def test_row_settings_tell_variants_of_one_pipeline_apart_and_null_pipelines():
     assert (
         rows.loc["HIST", "command"] == "not implemented in this project (no pipeline)"
     )
+
+
+def test_ccp_margin_recipes_are_labelled_and_never_averaged_together():
+    row = {**CONFIG["rows"][0], "method": "C2-CCP-L", "pipeline": "ccp"}
+    config = {"papers": CONFIG["papers"], "rows": [row]}
+
+    def run(seed, recipe, r1):
+        block = {"method": "ccp", "base_loss": "contrastive_c2", "recipe": recipe}
+        return _run(method="ccp", run=f"seed{seed}", config=json.dumps(block)).assign(
+            **{"recall@1": r1}
+        )
+
+    runs = pd.concat(
+        [
+            run(0, "cub200", 0.6),
+            run(1, "cub200", 0.7),
+            run(0, "cub200_released", 0.2),
+            run(0, "auto", 0.1),  # no recipe applied: no label
+        ],
+        ignore_index=True,
+    )
+    rows = paper_table_rows(
+        config,
+        runs,
+        seeds=[0, 1],
+        method_blocks={"ccp": {"base_loss": "contrastive_c2"}},
+        row_settings={"pfml": {"C2-CCP-L": "base_loss=contrastive_c2"}},
+    )
+    r1 = rows[rows["metric"] == "R@1"].set_index("setting")
+    assert r1.loc["base_loss=contrastive_c2; recipe=cub200", "reproduced"] == (
+        pytest.approx(65.0)
+    )
+    assert r1.loc["base_loss=contrastive_c2; recipe=cub200_released", "n_seeds"] == 1
+    assert r1.loc["base_loss=contrastive_c2; recipe=cub200_released", "reproduced"] == (
+        pytest.approx(20.0)
+    )
+    assert r1.loc["base_loss=contrastive_c2", "reproduced"] == pytest.approx(10.0)
+    md = paper_tables_markdown(config, rows)
+    assert "| C2-CCP-L (base_loss=contrastive_c2; recipe=cub200_released) | 73.4" in md

@@ -1,4 +1,4 @@
-"""CCP's instance loss (specs/methods/ccp.md §3.2): one pair loss called twice,
+"""CCP's instance loss (docs/methods/ccp.md): one pair loss called twice,
 
     L = w_proxy · ℓ(e, y; N(P), y_P) + w_batch · ℓ(e, y; e, y)   (self-pairs out)
 

@@ -1,5 +1,5 @@
 """DML with chance constraints (Gürbüz, Can, Alatan, arXiv 2209.09060;
-specs/methods/ccp.md): a multi-proxy pair loss (C·M proxies, m-major layout) plus
+docs/methods/ccp.md): a multi-proxy pair loss (C·M proxies, m-major layout) plus
 its 0.1-weighted in-batch form, the projection regulariser λ(θ − θ̄) added to the
 network's gradients, and the alternating-projection outer loop: after
 ``instance_patience`` epochs without a better validation value the instance ends,
@@ -128,6 +128,9 @@ class CCP(Method):
         self.register_buffer("recent", nan)  # the last ``lag`` monitored values
         #: the last selection: pool (C, b, D), its dataset indices (C, b), picks
         self.last_selection: dict[str, Any] | None = None
+        #: ``summary`` when training ended (the trainer then reloads the selected
+        #: epoch's buffers)
+        self.final: dict[str, Any] | None = None
 
     # -- the instance loss -----------------------------------------------------
     def training_loss(
@@ -197,6 +200,7 @@ class CCP(Method):
     # -- the outer loop ------------------------------------------------------------
     def on_fit_start(self, trainer: Any) -> None:
         """First proxies from zero seeds (skipped after a resume)."""
+        self.final = None
         if not bool(self.initialised):
             self.select_proxies(trainer, torch.zeros_like(self.proxies))
             self.initialised.fill_(True)
@@ -210,12 +214,15 @@ class CCP(Method):
 
     def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
         """Instance bookkeeping on the monitored value; a switch after
-        ``patience`` checks without improvement."""
+        ``patience`` checks without improvement. ``metrics`` is the epoch's
+        history row: it gains ``instance``, the 0-based instance the epoch
+        trained in (the ``instance`` column of ``training_history.csv``)."""
         if self.monitor not in metrics:
             raise KeyError(
                 f"ccp.monitor: {self.monitor!r} is not among the epoch metrics; "
                 f"valid: {', '.join(sorted(metrics))}"
             )
+        metrics["instance"] = int(self.instance)
         value = self._monitored(float(metrics[self.monitor]))
         if value is None:
             return
@@ -232,6 +239,20 @@ class CCP(Method):
             self.wait += 1
         if int(self.wait) >= self.patience:
             self.project(trainer)
+
+    def on_fit_end(self, trainer: Any) -> None:
+        # before the trainer reloads the selected epoch's weights and buffers
+        self.final = self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        """The run's outer loop (plain JSON values, for the protocol card):
+        ``instances`` started (k + 1), proxy ``reselections`` after the first
+        selection (k: one per ended instance, a switch after the last epoch
+        included) and the final ``lambda``; after ``fit``, as training ended."""
+        if self.final is not None:
+            return dict(self.final)
+        k = int(self.instance)
+        return {"instances": k + 1, "reselections": k, "lambda": float(self.lam)}
 
     def project(self, trainer: Any) -> None:
         """End the instance: θ̄ ← θ_best, λ ← λ·decay^k, proxies re-selected

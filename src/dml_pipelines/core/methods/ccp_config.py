@@ -1,6 +1,7 @@
 """Config of ``ccp``, DML with chance constraints (torch-free; registered for the
-Kedro wiring). Keys follow specs/methods/ccp.md §9; the defaults are its DEFAULT
-DECISIONS (no monitor lag, 0.1 in-batch term, proxies' Adam state kept)."""
+Kedro wiring). The defaults are the official code's (docs/methods/ccp.md lists
+them), with the current epoch's validation value (no monitor lag); the embedded
+default block in ``parameters_ccp.yml`` shortens the instance patience."""
 
 from __future__ import annotations
 

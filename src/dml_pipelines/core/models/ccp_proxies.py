@@ -1,4 +1,4 @@
-"""CCP proxy (re-)selection (specs/methods/ccp.md §4): a pool of b training
+"""CCP proxy (re-)selection (docs/methods/ccp.md): a pool of b training
 images per class, embedded by the current network in inference mode (raw head
 output), and a greedy k-center per class seeded by the previous proxies, batched
 over classes (one loop over the M picks, none over the classes)."""

@@ -8,13 +8,14 @@ there are at least three seeds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from dml_pipelines.core.models.weights import bninception_note
-from dml_pipelines.core.reporting.match import match_runs, run_command
+from dml_pipelines.core.reporting.match import _find_key, match_runs, run_command
 from dml_pipelines.core.reporting.reported import (
     ID_KEYS,
     metrics_key,
@@ -164,36 +165,74 @@ def paper_table_rows(
         first["pipeline"] = alias.get("pipeline", first["pipeline"])
         first["setting"] = "; ".join(x for x in extra if x) or None
         state = _row_status(first, runs, seeds, method_blocks)
-        for _, rec in group.iterrows():
-            key = metrics_key(rec["metric"])
-            values = (
-                state["matched"][key].tolist()
-                if key and key in state["matched"]
-                else []
-            )
-            st = seed_stats(values, UNIT_RANGE)
-            st = st.scaled(100.0) if st else None
-            status = state["status"]
-            if key is None and status == "matched":
-                status = "not recorded by runs"
-            out.append(
-                {
-                    **{k: first[k] for k in (*keys, "pipeline", "setting")},
-                    "metric": rec["metric"],
-                    "reported": rec["value"],
-                    "reported_std": rec["std"],
-                    "confidence": rec["confidence"],
-                    "reproduced": st.mean if st else None,
-                    "reproduced_std": st.std if st else None,
-                    "ci95_low": st.ci95[0] if st and st.ci95 else None,
-                    "ci95_high": st.ci95[1] if st and st.ci95 else None,
-                    "n_seeds": st.n if st else 0,
-                    "status": status,
-                    "mismatch": state["mismatch"],
-                    "command": state["command"],
-                }
-            )
+        for recipe, matched in _by_recipe(state["matched"]):
+            out += _rows(group, first, state, matched, recipe, keys)
     return pd.DataFrame(out, columns=list(PAPER_COLUMNS))
+
+
+def _by_recipe(matched: pd.DataFrame) -> Iterator[tuple[str | None, pd.DataFrame]]:
+    """The matched runs per recipe their resolved block applied (CCP's margin
+    recipes: ``cub200`` = the supplement's margins, ``cub200_released`` = the
+    released code's), so that a row never averages two recipes; ``None``: the
+    runs record none (or nothing matched)."""
+    if matched.empty or "config" not in matched:
+        yield None, matched
+        return
+    names = [
+        None if not isinstance(c, str) else _recipe_of(json.loads(c))
+        for c in matched["config"]
+    ]
+    for name in dict.fromkeys(names):
+        yield name, matched[[n == name for n in names]]
+
+
+def _recipe_of(config: Mapping[str, Any]) -> str | None:
+    """The recipe a resolved block applied (``auto`` / ``default``: none)."""
+    found = {v for _, v in _find_key(dict(config), "recipe") if isinstance(v, str)}
+    return "+".join(sorted(found - {"auto", "default"})) or None
+
+
+def _rows(
+    group: pd.DataFrame,
+    first: Mapping[str, Any],
+    state: Mapping[str, Any],
+    matched: pd.DataFrame,
+    recipe: str | None,
+    keys: Sequence[str],
+) -> list[dict[str, Any]]:
+    """The rows of one reported group reproduced by ``matched`` (of ``recipe``,
+    which labels the row's setting)."""
+    setting = first["setting"]
+    if recipe is not None:
+        setting = "; ".join(x for x in (setting, f"recipe={recipe}") if x)
+    out = []
+    for _, rec in group.iterrows():
+        key = metrics_key(rec["metric"])
+        values = matched[key].tolist() if key and key in matched else []
+        st = seed_stats(values, UNIT_RANGE)
+        st = st.scaled(100.0) if st else None
+        status = state["status"]
+        if key is None and status == "matched":
+            status = "not recorded by runs"
+        out.append(
+            {
+                **{k: first[k] for k in (*keys, "pipeline")},
+                "setting": setting,
+                "metric": rec["metric"],
+                "reported": rec["value"],
+                "reported_std": rec["std"],
+                "confidence": rec["confidence"],
+                "reproduced": st.mean if st else None,
+                "reproduced_std": st.std if st else None,
+                "ci95_low": st.ci95[0] if st and st.ci95 else None,
+                "ci95_high": st.ci95[1] if st and st.ci95 else None,
+                "n_seeds": st.n if st else 0,
+                "status": status,
+                "mismatch": state["mismatch"],
+                "command": state["command"],
+            }
+        )
+    return out
 
 
 def _reproduced_cell(r: Mapping[str, Any]) -> str:
