@@ -1,5 +1,7 @@
-"""The potential-field loss (specs/methods/pfml.md): an oracle against a naive
-float64 loop of §3.2–3.3, and the §10 properties 1–10, 12–14."""
+"""The potential-field loss (docs/methods/pfml.md): an oracle against a naive
+float64 loop of the energy, the properties of the potentials, the exponent
+convention (α is the force's decay exponent, α = 0 trains) and float32
+accuracy for close pairs."""
 
 import itertools
 import math
@@ -12,6 +14,7 @@ from torch.func import functional_call
 from dml_pipelines.core.losses.pfml import (
     PotentialFieldLoss,
     attraction,
+    decay_potential,
     repulsion,
 )
 
@@ -37,15 +40,20 @@ def value(loss, z, y):
 # --- the oracle: every charge in the field of its own class, by loops ----------
 
 
+def phi(d, alpha):
+    """∫_1^d s^(−α) ds."""
+    return math.log(d) if alpha == 1 else (d ** (1 - alpha) - 1) / (1 - alpha)
+
+
 def psi_pair(d, same, alpha, d_att, d_rep, variant, rep_kind):
     d = max(d, D_MIN)
     if same:
         if variant == "cpml":
             return max(d, d_att) - d_att
-        return -(max(d, d_att) ** -alpha)
+        return phi(max(d, d_att), alpha)
     if rep_kind == "hinge":
         return max(d_rep - d, 0.0)
-    return min(d, d_rep) ** -alpha
+    return -phi(min(d, d_rep), alpha)
 
 
 def oracle_energy(
@@ -98,6 +106,8 @@ CASES = [
     dict(proxy_proxy="all", variant="cpml", alpha=2.0),
     dict(proxy_proxy="batch_classes", variant="cpml", cpml_repulsion="hinge"),
     dict(proxy_proxy="all", delta_att=0.5, delta_rep=1.1, alpha=1.5),
+    dict(proxy_proxy="batch_classes", alpha=0.0),
+    dict(proxy_proxy="all", alpha=1.0),
 ]
 
 
@@ -117,7 +127,7 @@ def test_energy_matches_the_naive_loop(case):
             loss.proxies.detach(),
             loss.proxy_labels,
             case["proxy_proxy"],
-            alpha=case.get("alpha", 3.0),
+            alpha=case.get("alpha", 4.0),
             d_att=case.get("delta_att", 0.2),
             d_rep=case.get("delta_rep", 0.2),
             variant=case.get("variant", "pfml"),
@@ -182,12 +192,12 @@ def test_3_force_magnitudes_decay_with_distance():
     far = torch.sort(torch.rand(50, dtype=torch.float64) * 1.8 + DELTA + 1e-3).values
     f_att = force(lambda x: attraction(x, ALPHA, DELTA), far).abs()
     assert torch.all(f_att[1:] < f_att[:-1])
-    torch.testing.assert_close(f_att, ALPHA * far ** (-ALPHA - 1))
+    torch.testing.assert_close(f_att, far**-ALPHA)
     near = torch.rand(50, dtype=torch.float64) * (DELTA - 1e-3) + 1e-3
     near = torch.sort(near).values
     f_rep = force(lambda x: repulsion(x, ALPHA, DELTA), near).abs()
     assert torch.all(f_rep[1:] < f_rep[:-1])
-    torch.testing.assert_close(f_rep, ALPHA * near ** (-ALPHA - 1))
+    torch.testing.assert_close(f_rep, near**-ALPHA)
 
 
 @pytest.mark.parametrize("delta", [0.1, 0.2, 0.35])
@@ -277,10 +287,10 @@ def test_8_closed_form_for_one_class_without_proxies(reduction):
     z = torch.randn(3, 4, generator=g, dtype=torch.float64)
     d = torch.cdist(z, z)
     assert d[~torch.eye(3, dtype=torch.bool)].min() > DELTA
-    expected = -sum(
-        float(d[i, j]) ** -ALPHA for i, j in itertools.permutations(range(3), 2)
+    expected = sum(
+        phi(float(d[i, j]), ALPHA) for i, j in itertools.permutations(range(3), 2)
     )
-    loss = make(num_classes=1, m=0, reduction=reduction)
+    loss = make(num_classes=1, m=0, reduction=reduction, alpha=ALPHA)
     got = value(loss, z, torch.zeros(3, dtype=torch.long))
     assert got == pytest.approx(expected / (3 if reduction != "sum" else 1))
 
@@ -299,7 +309,7 @@ def test_9_duplicates_give_finite_loss_and_gradients(variant):
     u.backward()
     assert torch.isfinite(u)
     assert torch.isfinite(z.grad).all() and torch.isfinite(loss.proxies.grad).all()
-    # the cap d_min^(−α) = 1e12 holds in float32
+    # the cap −φ_4(d_min) = (1e12 − 1) / 3 holds in float32
     assert float(u.detach()) < 1e14
 
 
@@ -359,3 +369,84 @@ def test_float32_energy_under_autocast():
         mixed = loss(z.bfloat16(), y)
     assert mixed.dtype == torch.float32
     torch.testing.assert_close(mixed, plain)
+
+
+# --- the exponent convention: α is the force's decay exponent ------------------
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0, 2.0, 4.0])
+def test_alpha_is_the_decay_exponent_of_the_force(alpha):
+    """The pull beyond δ_att and the push inside δ_rep are d^(−α): α = 0 is a
+    constant force (the paper's ablation point), not a zero one."""
+    far = torch.linspace(DELTA + 1e-3, 2.0, 40, dtype=torch.float64)
+    near = torch.linspace(1e-3, DELTA - 1e-3, 40, dtype=torch.float64)
+    pull = force(lambda x: attraction(x, alpha, DELTA), far)
+    push = force(lambda x: repulsion(x, alpha, DELTA), near)
+    torch.testing.assert_close(-pull, far**-alpha, rtol=1e-10, atol=0)
+    torch.testing.assert_close(push, near**-alpha, rtol=1e-10, atol=0)
+    for same in (True, False):  # a pair on the sloped branch gets a gradient
+        d = 0.9 if same else 0.1
+        assert torch.count_nonzero(pair_grad(d, same, alpha=alpha)) > 0
+
+
+def test_alpha_zero_is_cpml_with_the_hinge_up_to_a_constant():
+    """Constant forces: α = 0 has the gradients of the linear CPML row."""
+    z, y = points(7, seed=20), torch.tensor([0, 0, 1, 1, 1, 2, 0])
+    grads = []
+    for kw in (dict(alpha=0.0), dict(variant="cpml", cpml_repulsion="hinge")):
+        loss = make(num_classes=3, m=2, seed=4, **kw)
+        x = F.normalize(points(1, seed=21) + 0.15 * z, dim=1).requires_grad_()
+        loss(x, y).backward()
+        grads.append((x.grad, loss.proxies.grad))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_the_potential_is_continuous_in_alpha_at_one():
+    d = torch.linspace(1e-3, 2.0, 50, dtype=torch.float64)
+    for alpha in (1 - 1e-9, 1 + 1e-12):
+        torch.testing.assert_close(
+            decay_potential(d, alpha), d.log(), rtol=1e-7, atol=1e-8
+        )
+
+
+def test_the_former_exponent_is_alpha_minus_one():
+    """The former potential −max(d, δ)^(−α') has α' = α − 1 and α' times the
+    force (docs/methods/pfml.md: the former α = 3 is α = 4 here)."""
+    far = torch.linspace(DELTA + 1e-3, 2.0, 20, dtype=torch.float64)
+    near = torch.linspace(1e-3, DELTA - 1e-3, 20, dtype=torch.float64)
+    for d, now, former in (
+        (far, attraction, lambda x: -x.clamp_min(DELTA).pow(-3.0)),
+        (near, repulsion, lambda x: x.clamp_max(DELTA).pow(-3.0)),
+    ):
+        torch.testing.assert_close(
+            3.0 * force(lambda x, f=now: f(x, 4.0, DELTA), d), force(former, d)
+        )
+
+
+# --- float32 accuracy for close pairs -------------------------------------------
+
+
+@pytest.mark.parametrize("d", [1e-3, 3e-4])
+def test_close_different_class_pairs_are_exact_in_float32(d):
+    """Two unit embeddings of different classes at distance d: the float32 energy
+    and gradient match float64 on the same points (the expansion
+    ‖a‖² + ‖b‖² − 2a·b was 4.7 % off at 1e-3 and hit the clamp at 3e-4)."""
+    g = torch.Generator().manual_seed(5)
+    a = F.normalize(torch.randn(16, generator=g), dim=0)
+    u = torch.randn(16, generator=g)
+    u = F.normalize(u - (u @ a) * a, dim=0)
+    b = F.normalize(a + d * u, dim=0)
+    z32 = torch.stack([a, b])
+    y = torch.tensor([0, 1])
+    results = []
+    for z in (z32.clone(), z32.double()):
+        loss = make(num_classes=2, m=0, dim=16).to(z.dtype)
+        z.requires_grad_()
+        u_val = loss(z, y)
+        u_val.backward()
+        results.append((u_val.detach().double(), z.grad.double()))
+    (u32, g32), (u64, g64) = results
+    assert float((z32[0] - z32[1]).double().norm()) == pytest.approx(d, rel=1e-3)
+    torch.testing.assert_close(u32, u64, rtol=1e-4, atol=0)
+    torch.testing.assert_close(g32, g64, rtol=1e-4, atol=float(g64.abs().max()) * 1e-5)

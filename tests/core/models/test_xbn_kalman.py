@@ -1,8 +1,9 @@
-"""Adaptive XBN's Kalman targets (specs/methods/xbn.md Part C, properties
+"""Adaptive XBN's Kalman targets (docs/methods/xbn.md Part C, properties
 14–18): the vectorised filter against a scalar float64 loop of the C.2
 equations, the spec's limits and edge cases."""
 
 import math
+import statistics
 
 import pytest
 import torch
@@ -33,7 +34,7 @@ def loop_filter(batches, q, q_mode, a=0.9, noise="observation"):
             out.append([r[:] for r in x])
             continue
         for f in range(2):
-            median = sorted(rs[f])[(d - 1) // 2]  # torch.median: the lower middle
+            median = statistics.median(rs[f])  # the true median (D even here)
             for j in range(d):
                 e = ys[f][j] - x[f][j]
                 if q_mode == "absolute":

@@ -1,4 +1,4 @@
-"""The XBM ring buffer (specs/methods/xbn.md, properties 1–2)."""
+"""The XBM ring buffer (docs/methods/xbn.md, properties 1–2)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""XBN moment matching (specs/methods/xbn.md Part B, properties 7–12): the
+"""XBN moment matching (docs/methods/xbn.md Part B, properties 7–12): the
 vectorised update against a float64 loop of the B.2 equation, and the spec's
 properties on fresh random inputs (eps 0 and no re-normalisation where the
 property needs exact moments)."""

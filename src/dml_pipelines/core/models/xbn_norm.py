@@ -1,5 +1,5 @@
 """Cross Batch Normalization (XBN; Ajanthan et al., arXiv 2303.17127), a
-reconstruction (no public code; specs/methods/xbn.md Part B): the stored
+reconstruction (no public code; docs/methods/xbn.md Part B): the stored
 embeddings of a cross-batch memory are moved in place so that their first and
 second moments match those of the current batch.
 
