@@ -15,7 +15,9 @@ from dml_pipelines.core.losses.pfml import (
     PotentialFieldLoss,
     attraction,
     decay_potential,
+    mean_negative_distance,
     repulsion,
+    safe_distances,
 )
 
 D_MIN = 1e-4
@@ -450,3 +452,40 @@ def test_close_different_class_pairs_are_exact_in_float32(d):
     assert float((z32[0] - z32[1]).double().norm()) == pytest.approx(d, rel=1e-3)
     torch.testing.assert_close(u32, u64, rtol=1e-4, atol=0)
     torch.testing.assert_close(g32, g64, rtol=1e-4, atol=float(g64.abs().max()) * 1e-5)
+
+
+# --- constructor options (the loss used without the config) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        (dict(proxy_proxy="some"), r"^proxy_proxy: 'some'; valid: \('batch_classes'"),
+        (dict(reduction="mean"), r"^reduction: 'mean'; valid: \('per_batch_sample'"),
+        (dict(proxy_init="uniform"), r"^proxy_init: 'uniform'$"),
+    ],
+)
+def test_bad_constructor_options_are_one_line_errors(kw, message):
+    with pytest.raises(ValueError, match=message):
+        PotentialFieldLoss(4, 3, proxies_per_class=2, **kw)
+
+
+def test_proxy_inits_and_labels():
+    kaiming = make(num_classes=50, m=4, dim=64, proxy_init="kaiming_normal")
+    normal = make(num_classes=50, m=4, dim=64, proxy_init="normal")
+    # fan_out of a (200, 64) weight is 200: std sqrt(2 / 200) = 0.1
+    assert float(kaiming.proxies.detach().std()) == pytest.approx(0.1, rel=0.05)
+    assert float(normal.proxies.detach().std()) == pytest.approx(1.0, rel=0.05)
+    assert kaiming.proxy_labels.tolist() == [c for c in range(50) for _ in range(4)]
+    assert "proxy_labels" not in kaiming.state_dict()  # not persistent
+
+
+def test_mean_negative_distance_is_over_different_class_pairs_only():
+    z = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]])
+    y = torch.tensor([0, 1, 0])
+    # different-class pairs (both orders): d(0, 1) = 5, d(2, 1) = sqrt(18)
+    expected = (5 + math.sqrt(18)) / 2
+    assert mean_negative_distance(z, y) == pytest.approx(expected, rel=1e-6)
+    assert math.isnan(mean_negative_distance(z, torch.zeros(3, dtype=torch.long)))
+    d = safe_distances(z, z, 0.5)
+    assert float(d[0, 0]) == 0.5 and float(d[0, 1]) == pytest.approx(5.0)
