@@ -2,6 +2,8 @@
 force's decay exponent), YAML recipes, optimiser groups, inference export, the
 collapse watch and training through the real ``Trainer`` (hooks, resume, α = 0)."""
 
+import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -292,3 +294,42 @@ def test_collapse_threshold_is_a_tenth_of_the_smaller_radius(att, rep):
     assert t.method.collapse_threshold == pytest.approx(0.03)
     assert len(t.fit()) == 1
     assert 0.03 < t.method.epoch_neg_distance < 1.99
+
+
+# --- the collapse watch's hooks, called directly -----------------------------------
+
+
+def test_step_hook_keeps_only_finite_distances():
+    method, _ = make()
+    method.on_epoch_start(None, 0)
+    method.on_step_end(None, {"loss": 1.0}, 0)  # no distance logged
+    method.on_step_end(None, {"neg_distance": float("nan")}, 1)  # one class
+    method.on_step_end(None, {"neg_distance": 0.5}, 2)
+    assert method.neg_distances == [0.5]
+    method.on_epoch_start(None, 1)
+    assert method.neg_distances == []
+
+
+def test_epoch_hook_averages_logs_and_raises_below_the_threshold(caplog):
+    method, _ = make()
+    method.collapse_threshold = 0.3
+    method.on_epoch_end(None, 0, {})  # no step seen: nothing to judge
+    assert math.isnan(method.epoch_neg_distance)
+    method.neg_distances = [0.5, 0.7]
+    with caplog.at_level(logging.INFO, logger="dml_pipelines.core.methods.pfml"):
+        method.on_epoch_end(None, 2, {})
+    assert method.epoch_neg_distance == pytest.approx(0.6)
+    assert "pfml epoch 3: mean different-class distance 0.6000" in caplog.text
+    method.neg_distances = [0.2, 0.3]
+    with pytest.raises(EmbeddingCollapseError) as info:
+        method.on_epoch_end(None, 4, {})
+    assert str(info.value) == (
+        "pfml.collapse_check: mean different-class distance 0.25 < δ/10 = 0.3 in "
+        "epoch 5: the embeddings collapsed (check pfml.delta and the repulsion)"
+    )
+    method.neg_distances = [0.3]  # at the threshold: no collapse
+    method.on_epoch_end(None, 5, {})
+    method.collapse_threshold = None  # the check off: only logged
+    method.neg_distances = [1e-6]
+    method.on_epoch_end(None, 6, {})
+    assert method.epoch_neg_distance == pytest.approx(1e-6)
