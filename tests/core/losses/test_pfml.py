@@ -64,17 +64,21 @@ def oracle_energy(
     raw_proxies,
     q,
     mode,
-    alpha=3.0,
+    alpha=4.0,
     d_att=0.2,
     d_rep=0.2,
     variant="pfml",
     rep_kind="pfml",
     reduction="per_batch_sample",
+    normalize=True,
 ):
     """U = Σ_i Ψ_{y_i}(z_i) + Σ_{j,k} Ψ_j(p_{j,k}) (§3.3) with plain loops."""
     z = [[float(v) for v in row] for row in z]
     prox = [
-        [float(v) / math.sqrt(sum(float(u) ** 2 for u in row)) for v in row]
+        [
+            float(v) / (math.sqrt(sum(float(u) ** 2 for u in row)) if normalize else 1)
+            for v in row
+        ]
         for row in raw_proxies
     ]
     y, q = [int(v) for v in y], [int(v) for v in q]
@@ -489,3 +493,43 @@ def test_mean_negative_distance_is_over_different_class_pairs_only():
     assert math.isnan(mean_negative_distance(z, torch.zeros(3, dtype=torch.long)))
     d = safe_distances(z, z, 0.5)
     assert float(d[0, 0]) == 0.5 and float(d[0, 1]) == pytest.approx(5.0)
+
+
+def test_raw_proxies_without_normalisation_match_the_loop():
+    loss = make(num_classes=3, m=2, seed=6, normalize_proxies=False)
+    loss.proxies.data = 0.6 * points(6, seed=30)  # off the sphere
+    z, y = points(5, seed=31), torch.tensor([0, 0, 1, 2, 2])
+    args = (z, y, loss.proxies.detach(), loss.proxy_labels, "batch_classes")
+    got = value(loss, z, y)
+    assert got == pytest.approx(oracle_energy(*args, normalize=False), rel=1e-10)
+    assert got != pytest.approx(oracle_energy(*args), rel=1e-6)
+
+
+def test_a_float32_loss_follows_float64_embeddings():
+    """The proxies are cast to the embeddings' dtype (float64 in, float64 out)."""
+    loss = make(num_classes=3, m=2, seed=7)
+    z, y = points(6, seed=32), torch.tensor([0, 0, 1, 1, 2, 2])
+    ref = value(loss, z, y)
+    loss32 = loss.float()
+    u = loss32(z, y)
+    assert u.dtype == torch.float64
+    assert float(u) == pytest.approx(ref, rel=1e-6)
+
+
+def test_autocast_changes_no_branch_near_the_radii():
+    """Under bfloat16 autocast the branch test stays in float32: gradients of a
+    cluster whose pair distances straddle δ match float64 (a bfloat16 a·b would
+    move pairs across the radii)."""
+    loss = make(num_classes=2, m=0, dim=8)
+    g = torch.Generator().manual_seed(33)
+    centre = F.normalize(torch.randn(8, generator=g), dim=0)
+    z = F.normalize(centre + 0.05 * torch.randn(24, 8, generator=g), dim=1)
+    d = torch.cdist(z, z)
+    assert ((d - DELTA).abs() < 0.01).sum() > 20  # many pairs near the radius
+    y = torch.arange(24) % 2
+    x64 = z.double().requires_grad_()
+    loss(x64, y).backward()
+    x = z.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss.float()(x, y).backward()
+    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=1e-4, atol=1e-2)
