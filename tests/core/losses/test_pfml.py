@@ -359,6 +359,12 @@ def test_14_without_proxies_only_sample_terms_remain_and_stay_finite():
     assert loss.proxies is None
     z, y = points(5, seed=15).requires_grad_(), torch.arange(5)  # no positives
     terms = {k: float(v.detach()) for k, v in loss.energy_terms(z, y).items()}
+    assert list(terms) == [
+        "sample_sample",
+        "sample_proxy",
+        "proxy_sample",
+        "proxy_proxy",
+    ]
     assert all(terms[k] == 0 for k in terms if k != "sample_sample")
     u = loss(z, y)
     assert float(u.detach()) == pytest.approx(terms["sample_sample"] / 5)
@@ -533,3 +539,13 @@ def test_autocast_changes_no_branch_near_the_radii():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss.float()(x, y).backward()
     torch.testing.assert_close(x.grad.double(), x64.grad, rtol=1e-4, atol=1e-2)
+
+
+def test_close_and_coincident_pairs_against_the_closed_form():
+    """Two different-class points: the energy is 2·(−φ_α(max(d, d_min))) / 2,
+    at d = 1e-3 (above the clamp) and d = 0 (the cap at d_min = 1e-4)."""
+    loss = make(num_classes=2, m=0, dim=3)
+    y = torch.tensor([0, 1])
+    for d, expected in ((1e-3, 1e-3), (0.0, D_MIN)):
+        z = torch.tensor([[1.0, 0.0, 0.0], [1.0, d, 0.0]], dtype=torch.float64)
+        assert value(loss, z, y) == pytest.approx(-phi(expected, 4.0), rel=1e-9)
