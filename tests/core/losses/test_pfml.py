@@ -473,11 +473,30 @@ def test_close_different_class_pairs_are_exact_in_float32(d):
         (dict(proxy_proxy="some"), r"^proxy_proxy: 'some'; valid: \('batch_classes'"),
         (dict(reduction="mean"), r"^reduction: 'mean'; valid: \('per_batch_sample'"),
         (dict(proxy_init="uniform"), r"^proxy_init: 'uniform'$"),
+        (dict(variant="PFML"), r"^variant: 'PFML'; valid: \('pfml', 'cpml'\)$"),
+        (dict(cpml_repulsion="Hinge"), r"^cpml_repulsion: 'Hinge'; valid: \('pfml'"),
     ],
 )
 def test_bad_constructor_options_are_one_line_errors(kw, message):
     with pytest.raises(ValueError, match=message):
         PotentialFieldLoss(4, 3, proxies_per_class=2, **kw)
+
+
+def test_potentials_reject_unknown_kinds_and_default_to_pfml():
+    d = torch.tensor([0.1, 0.5], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^variant: 'PFML'"):
+        attraction(d, 4.0, DELTA, "PFML")
+    with pytest.raises(ValueError, match=r"^cpml_repulsion: 'PFML'"):
+        repulsion(d, 4.0, DELTA, "PFML")
+    torch.testing.assert_close(
+        attraction(d, 4.0, DELTA), attraction(d, 4.0, DELTA, "pfml")
+    )
+    torch.testing.assert_close(
+        repulsion(d, 4.0, DELTA), repulsion(d, 4.0, DELTA, "pfml")
+    )
+    default = PotentialFieldLoss(4, 3)
+    assert default.proxies.shape == (45, 4)  # M = 15
+    assert (default.alpha, default.variant, default.rep_kind) == (4.0, "pfml", "pfml")
 
 
 def test_proxy_inits_and_labels():

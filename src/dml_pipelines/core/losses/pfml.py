@@ -33,6 +33,13 @@ from dml_pipelines.core.losses import LOSSES
 
 PROXY_PROXY = ("batch_classes", "all", "none")
 REDUCTIONS = ("per_batch_sample", "sum")
+VARIANTS = ("pfml", "cpml")
+REPULSIONS = ("pfml", "hinge")
+
+
+def _check(key: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{key}: {value!r}; valid: {valid}")
 
 
 def decay_potential(d: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -49,6 +56,7 @@ def attraction(
     d: torch.Tensor, alpha: float, delta: float, variant: str = "pfml"
 ) -> torch.Tensor:
     """ψ_att elementwise: φ_α(max(d, δ)) (``pfml``) or max(d, δ) − δ (``cpml``)."""
+    _check("variant", variant, VARIANTS)
     if variant == "cpml":
         return d.clamp_min(delta) - delta
     return decay_potential(d.clamp_min(delta), alpha)
@@ -58,6 +66,7 @@ def repulsion(
     d: torch.Tensor, alpha: float, delta: float, kind: str = "pfml"
 ) -> torch.Tensor:
     """ψ_rep elementwise: −φ_α(min(d, δ)) (``pfml``) or max(δ − d, 0) (``hinge``)."""
+    _check("cpml_repulsion", kind, REPULSIONS)
     if kind == "hinge":
         return (delta - d).clamp_min(0)
     return -decay_potential(d.clamp_max(delta), alpha)
@@ -123,10 +132,10 @@ class PotentialFieldLoss(nn.Module):
         min_distance: float = 1e-4,
     ) -> None:
         super().__init__()
-        if proxy_proxy not in PROXY_PROXY:
-            raise ValueError(f"proxy_proxy: {proxy_proxy!r}; valid: {PROXY_PROXY}")
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction: {reduction!r}; valid: {REDUCTIONS}")
+        _check("proxy_proxy", proxy_proxy, PROXY_PROXY)
+        _check("reduction", reduction, REDUCTIONS)
+        _check("variant", variant, VARIANTS)
+        _check("cpml_repulsion", cpml_repulsion, REPULSIONS)
         self.alpha, self.delta_att, self.delta_rep = alpha, delta_att, delta_rep
         self.variant = variant
         self.rep_kind = cpml_repulsion if variant == "cpml" else "pfml"
