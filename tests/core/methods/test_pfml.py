@@ -319,7 +319,8 @@ def test_epoch_hook_averages_logs_and_raises_below_the_threshold(caplog):
     with caplog.at_level(logging.INFO, logger="dml_pipelines.core.methods.pfml"):
         method.on_epoch_end(None, 2, {})
     assert method.epoch_neg_distance == pytest.approx(0.6)
-    assert "pfml epoch 3: mean different-class distance 0.6000" in caplog.text
+    messages = [r.getMessage() for r in caplog.records if r.name.endswith(".pfml")]
+    assert messages == ["pfml epoch 3: mean different-class distance 0.6000"]
     method.neg_distances = [0.2, 0.3]
     with pytest.raises(EmbeddingCollapseError) as info:
         method.on_epoch_end(None, 4, {})
