@@ -334,3 +334,23 @@ def test_epoch_hook_averages_logs_and_raises_below_the_threshold(caplog):
     method.neg_distances = [1e-6]
     method.on_epoch_end(None, 6, {})
     assert method.epoch_neg_distance == pytest.approx(1e-6)
+
+
+class _TwoEqualRanks:
+    """A step context whose all_gather returns the global batch of two ranks
+    holding the same shard."""
+
+    def all_gather(self, t):
+        return torch.cat([t, t])
+
+
+def test_the_loss_is_taken_over_the_gathered_global_batch():
+    method, _ = make()
+    images, labels = batch()
+    loss, logs = method.training_loss(images, labels, _TwoEqualRanks())
+    with torch.no_grad():
+        z = method.embedder(images).float()
+    expected = method.criterion(torch.cat([z, z]), torch.cat([labels, labels]))
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    alone, _ = method.training_loss(images, labels)
+    assert float(alone) != pytest.approx(float(expected), rel=1e-3)
