@@ -354,3 +354,12 @@ def test_the_loss_is_taken_over_the_gathered_global_batch():
     assert float(loss) == pytest.approx(float(expected), rel=1e-5)
     alone, _ = method.training_loss(images, labels)
     assert float(alone) != pytest.approx(float(expected), rel=1e-3)
+
+
+def test_method_defaults_without_the_builder():
+    method, _ = make()
+    plain = PFML(method.embedder, method.criterion)
+    assert plain.proxy_lr_multiplier == 100.0 and plain.collapse_threshold is None
+    assert plain.neg_distances == [] and math.isnan(plain.epoch_neg_distance)
+    plain.on_step_end(None, {"neg_distance": 0.4}, 0)  # before any epoch start
+    assert plain.neg_distances == [0.4]
