@@ -173,11 +173,32 @@ def test_reset_reinitialises_from_the_next_observation_and_state_dict_holds_it()
 
 
 def test_bad_options_are_one_line_errors():
-    with pytest.raises(ValueError, match="xbn.kalman.q_mode"):
+    with pytest.raises(ValueError) as info:
         MomentKalman(2, q_mode="ema")
+    assert str(info.value) == (
+        "xbn.kalman.q_mode: 'ema'; valid: relative, absolute, innovation"
+    )
     with pytest.raises(ValueError, match="xbn.kalman.q"):
         MomentKalman(2, q=-1.0)
-    with pytest.raises(ValueError, match="xbn.kalman.noise"):
+    with pytest.raises(ValueError) as info:
         MomentKalman(2, noise="prior")
+    assert str(info.value) == "xbn.kalman.noise: 'prior'; valid: observation, estimate"
     with pytest.raises(ValueError, match="batches of >= 2"):
         MomentKalman(2).update(torch.zeros(2), torch.ones(2), 1)
+
+
+def test_gain_is_one_for_an_exact_observation_and_an_infinite_prior():
+    p = torch.tensor([0.0, math.inf, 1.0, 0.0])
+    r = torch.tensor([0.0, 1.0, 3.0, 2.0])
+    assert kalman_gain(p, r).tolist() == [1.0, 1.0, 0.25, 0.0]
+
+
+def test_defaults_and_the_step_counter_dtype():
+    kf = MomentKalman(3)
+    assert (kf.q, kf.q_mode, kf.innovation_ema, kf.noise) == (
+        1.0,
+        "relative",
+        0.9,
+        "observation",
+    )
+    assert kf.steps.dtype == torch.long and kf.state_dict()["steps"].dtype == torch.long
