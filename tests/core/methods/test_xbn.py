@@ -1,4 +1,4 @@
-"""The ``xbn`` method (specs/methods/xbn.md): XBM properties 2–6, XBN's order
+"""The ``xbn`` method (docs/methods/xbn.md): XBM properties 2–6, XBN's order
 (13) and its use of the memory, Adaptive XBN's Q → ∞ limit inside the method,
 training through the real ``Trainer`` (state, resume), config and recipes."""
 
@@ -17,6 +17,7 @@ from dml_pipelines.core.engine.trainer import StepContext, Trainer
 from dml_pipelines.core.methods.registry import build_method
 from dml_pipelines.core.methods.xbn import CrossBatchNorm
 from dml_pipelines.core.methods.xbn_config import XbnConfig
+from dml_pipelines.core.models.xbn_norm import batch_moments
 from tests.core.engine.conftest import (
     Kill,
     make_loader,
@@ -460,3 +461,50 @@ def test_bad_keys_are_one_line_errors(over, message):
     with pytest.raises(ValueError, match=message) as info:
         parse_method_config({"method": "xbn", **over})
     assert "\n" not in str(info.value)
+
+
+# --- Adaptive XBN: the memory follows the filtered targets -------------------------
+
+
+def drifting(step, n=8):
+    """A batch whose moments drift from step to step (the filter lags them)."""
+    g = torch.Generator().manual_seed(step + 50)
+    spread = 0.2 + 0.3 * step
+    return F.normalize(torch.randn(n, 8, generator=g) * spread + 0.4 * step, dim=1)
+
+
+@pytest.mark.parametrize("q_mode", ["relative", "absolute"])
+def test_adaptive_xbn_maps_the_memory_to_the_filtered_mean_and_std(q_mode):
+    """Each dimension of the memory ends with the Kalman mean and std, which
+    differ from the batch's (the raw batch mean or std would pass otherwise)."""
+    method, _ = make(
+        xbn={
+            "enabled": True,
+            "adaptive": True,
+            "renormalize": False,
+            "order": "after_enqueue",  # the whole memory is mapped
+            "eps": 0.0,
+            "kalman": {"q": 0.05 if q_mode == "relative" else 1e-4, "q_mode": q_mode},
+        }
+    )
+    for step in range(4):
+        z = drifting(step)
+        method.loss_on_embeddings(z, labels_of(step), step)
+    feats, _ = method.memory.entries()
+    var_m, mu_m = torch.var_mean(feats.double(), dim=0, correction=0)
+    mean_f, var_f = method.kalman.x.double()
+    mean_b, var_b = (m.double() for m in batch_moments(z))
+    torch.testing.assert_close(mu_m, mean_f, rtol=0, atol=1e-5)
+    torch.testing.assert_close(var_m.sqrt(), var_f.sqrt(), rtol=1e-4, atol=1e-6)
+    assert (mean_f - mean_b).abs().max() > 1e-2  # the filter lags the batch
+    assert ((var_f.sqrt() - var_b.sqrt()).abs() / var_b.sqrt()).max() > 0.05
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.25, 3.0])
+def test_memory_term_enters_with_the_xbm_weight(weight):
+    method, _ = make(xbm={"weight": weight})
+    fill(method, 2)
+    loss, logs = method.loss_on_embeddings(unit(8, seed=7), labels_of(7), 2)
+    assert logs["memory_loss"] > 0
+    expected = logs["batch_loss"] + weight * logs["memory_loss"]
+    assert float(loss) == pytest.approx(expected, rel=1e-6)

@@ -1,4 +1,4 @@
-"""The XBM ring buffer (specs/methods/xbn.md, properties 1–2)."""
+"""The XBM ring buffer (docs/methods/xbn.md, properties 1–2)."""
 
 import pytest
 import torch
@@ -75,3 +75,15 @@ def test_state_round_trips_through_state_dict():
 def test_bad_size_is_a_one_line_error():
     with pytest.raises(ValueError, match="xbm.memory_size"):
         RingMemory(0, 3)
+
+
+def test_smallest_sizes_and_buffer_dtypes():
+    one = RingMemory(1, 1)  # one slot of one dimension is valid
+    one.enqueue(torch.ones(2, 1), torch.tensor([3, 4]))
+    feats, labels = one.entries()
+    assert feats.tolist() == [[1.0]] and labels.tolist() == [4]
+    for size, dim in ((0, 4), (4, 0), (-1, 4)):
+        with pytest.raises(ValueError, match=r"^xbm\.memory_size: need size > 0"):
+            RingMemory(size, dim)
+    m = RingMemory(3, 2)
+    assert m.labels.dtype == m.ptr.dtype == m.count.dtype == torch.long

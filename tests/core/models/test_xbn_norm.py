@@ -1,4 +1,4 @@
-"""XBN moment matching (specs/methods/xbn.md Part B, properties 7–12): the
+"""XBN moment matching (docs/methods/xbn.md Part B, properties 7–12): the
 vectorised update against a float64 loop of the B.2 equation, and the spec's
 properties on fresh random inputs (eps 0 and no re-normalisation where the
 property needs exact moments)."""
@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dml_pipelines.core.models.xbn_norm import (
+    _covariance,
     batch_moments,
     match_covariance_,
     match_moments_,
@@ -155,3 +156,34 @@ def test_full_covariance_with_rank_deficient_batch_stays_finite_and_unit_norm():
     match_covariance_(out, z.float(), renormalize=True, shrinkage=0.5)
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out.norm(dim=1), torch.ones(50))
+
+
+def test_batch_moments_biased_by_default_in_float32_and_row_counts():
+    g = torch.Generator().manual_seed(40)
+    z = torch.randn(5, 3, generator=g)
+    mean, var = batch_moments(z)
+    torch.testing.assert_close(var, z.var(dim=0, correction=0))
+    torch.testing.assert_close(mean, z.mean(dim=0))
+    _, var_u = batch_moments(z, unbiased=True)
+    torch.testing.assert_close(var_u, z.var(dim=0, correction=1))
+    half = batch_moments(z.bfloat16())
+    assert half[0].dtype == half[1].dtype == torch.float32
+    assert batch_moments(z[:1])[1].tolist() == [0.0, 0.0, 0.0]  # one row, biased
+    assert batch_moments(z[:2], unbiased=True)[1].shape == (3,)
+    with pytest.raises(ValueError) as info:
+        batch_moments(z[:1], unbiased=True)
+    assert str(info.value) == "xbn: moments need at least 2 rows, got 1"
+    with pytest.raises(ValueError, match=r"at least 1 rows, got 0$"):
+        batch_moments(z[:0])
+
+
+def test_shrink_and_covariance_against_their_formulas():
+    c = torch.tensor([[2.0, 0.5, 0.0], [0.5, 1.0, 0.3], [0.0, 0.3, 3.0]]).double()
+    expected = 0.75 * c + 0.25 * (6.0 / 3) * torch.eye(3, dtype=torch.float64)
+    got = shrink(c, 0.25)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-15)
+    g = torch.Generator().manual_seed(41)
+    x = torch.randn(7, 3, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(_covariance(x, True), torch.cov(x.T, correction=1))
+    torch.testing.assert_close(_covariance(x, False), torch.cov(x.T, correction=0))

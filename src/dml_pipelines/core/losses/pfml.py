@@ -1,16 +1,24 @@
-"""Potential-field loss (Bhatnagar & Ahuja, CVPR 2025; specs/methods/pfml.md).
+"""Potential-field loss (Bhatnagar & Ahuja, CVPR 2025; docs/methods/pfml.md).
 
 Every batch embedding z_i and every proxy p_{j,k} is a charge: it attracts points
-of its class with ψ_att and repels the others with ψ_rep (§2.1, d = distance)::
+of its class with ψ_att and repels the others with ψ_rep (d = distance). α is
+the decay exponent of the *force* (the paper's convention, under which its
+ablation point α = 0, a constant force, trains): the force magnitude on the
+sloped branch is d^(−α), and the potentials are its integrals::
 
-    ψ_att(d) = −max(d, δ_att)^(−α)        ψ_rep(d) = min(d, δ_rep)^(−α)
+    φ_α(d) = (d^(1−α) − 1) / (1 − α)      (ln d at α = 1; φ_α(1) = 0)
+    ψ_att(d) = φ_α(max(d, δ_att))          ψ_rep(d) = −φ_α(min(d, δ_rep))
 
-(CPML, §5: ψ_att(d) = max(d, δ_att) − δ_att; hinge repulsion max(δ_rep − d, 0)).
-The loss is the total energy U = Σ_i Ψ_{y_i}(z_i) + Σ_{j,k} Ψ_j(p_{j,k}) (§3.3),
+(an earlier version used ψ_att = −max(d, δ)^(−α'), whose force is α'·d^(−α'−1):
+its α' is this α − 1, and its energy is (α − 1)·U + const; CPML: ψ_att(d) =
+max(d, δ_att) − δ_att, hinge repulsion max(δ_rep − d, 0)).
+The loss is the total energy U = Σ_i Ψ_{y_i}(z_i) + Σ_{j,k} Ψ_j(p_{j,k}),
 each charge in the field of its own class, self terms excluded. Per ordered pair
 group: U = U_ss + U_sp + U_ps + U_pp with U_ps = U_sp (same pairs, same class
-relation) and U_pp restricted by ``proxy_proxy`` (§3.4). Distances are
-sqrt(max(‖a − b‖², d_min²)) in float32 (also under AMP, §4).
+relation) and U_pp restricted by ``proxy_proxy``. Distances are
+sqrt(max(‖a − b‖², d_min²)) in float32 (also under AMP); the distances that
+enter the potentials are taken from the differences a − b, not from
+‖a‖² + ‖b‖² − 2 a·b, which cancels catastrophically for close points.
 """
 
 from __future__ import annotations
@@ -25,31 +33,59 @@ from dml_pipelines.core.losses import LOSSES
 
 PROXY_PROXY = ("batch_classes", "all", "none")
 REDUCTIONS = ("per_batch_sample", "sum")
+VARIANTS = ("pfml", "cpml")
+REPULSIONS = ("pfml", "hinge")
+
+
+def _check(key: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{key}: {value!r}; valid: {valid}")
+
+
+def decay_potential(d: torch.Tensor, alpha: float) -> torch.Tensor:
+    """φ_α(d) = (d^(1−α) − 1) / (1 − α) elementwise (ln d at α = 1), d > 0: the
+    potential whose derivative is d^(−α). Evaluated as expm1((1 − α) ln d) /
+    (1 − α), exact near α = 1 too."""
+    c = 1.0 - alpha
+    if c == 0:
+        return d.log()
+    return torch.expm1(c * d.log()) / c
 
 
 def attraction(
     d: torch.Tensor, alpha: float, delta: float, variant: str = "pfml"
 ) -> torch.Tensor:
-    """ψ_att elementwise: −max(d, δ)^(−α) (``pfml``) or max(d, δ) − δ (``cpml``)."""
+    """ψ_att elementwise: φ_α(max(d, δ)) (``pfml``) or max(d, δ) − δ (``cpml``)."""
+    _check("variant", variant, VARIANTS)
     if variant == "cpml":
         return d.clamp_min(delta) - delta
-    return -d.clamp_min(delta).pow(-alpha)
+    return decay_potential(d.clamp_min(delta), alpha)
 
 
 def repulsion(
     d: torch.Tensor, alpha: float, delta: float, kind: str = "pfml"
 ) -> torch.Tensor:
-    """ψ_rep elementwise: min(d, δ)^(−α) (``pfml``) or max(δ − d, 0) (``hinge``)."""
+    """ψ_rep elementwise: −φ_α(min(d, δ)) (``pfml``) or max(δ − d, 0) (``hinge``)."""
+    _check("cpml_repulsion", kind, REPULSIONS)
     if kind == "hinge":
         return (delta - d).clamp_min(0)
-    return d.clamp_max(delta).pow(-alpha)
+    return -decay_potential(d.clamp_max(delta), alpha)
 
 
+def pair_distances(
+    a: torch.Tensor, b: torch.Tensor, i: torch.Tensor, j: torch.Tensor, d_min: float
+) -> torch.Tensor:
+    """Distances of the pairs (a[i], b[j]), sqrt(max(‖a_i − b_j‖², d_min²)), from
+    the differences (no cancellation for close points)."""
+    return (a[i] - b[j]).pow(2).sum(1).clamp_min(d_min**2).sqrt()
+
+
+@torch.no_grad()
 def safe_distances(a: torch.Tensor, b: torch.Tensor, min_distance: float):
-    """(N, D), (M, D) -> (N, M) Euclidean distances sqrt(max(‖a − b‖², d_min²)):
-    finite value and gradient for coincident points."""
-    sq = a.pow(2).sum(1)[:, None] + b.pow(2).sum(1)[None, :] - 2 * a @ b.T
-    return sq.clamp_min(min_distance**2).sqrt()
+    """(N, D), (M, D) -> (N, M) Euclidean distances max(‖a − b‖, d_min), without
+    the cancelling matrix-product expansion (values only)."""
+    d = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
+    return d.clamp_min(min_distance)
 
 
 @torch.no_grad()
@@ -69,7 +105,7 @@ class PotentialFieldLoss(nn.Module):
     Args:
         embedding_size: D. num_classes: N training classes.
         proxies_per_class: M (0: no proxies, sample–sample terms only).
-        alpha: decay exponent α > 0. delta_att / delta_rep: radii.
+        alpha: decay exponent α ≥ 0 of the force d^(−α). delta_att / delta_rep: radii.
         variant: ``pfml`` or ``cpml`` (linear attraction).
         cpml_repulsion: ``pfml`` or ``hinge`` (used by ``cpml`` only).
         proxy_proxy: ``batch_classes`` | ``all`` | ``none``.
@@ -84,7 +120,7 @@ class PotentialFieldLoss(nn.Module):
         embedding_size: int,
         num_classes: int,
         proxies_per_class: int = 15,
-        alpha: float = 3.0,
+        alpha: float = 4.0,
         delta_att: float = 0.2,
         delta_rep: float = 0.2,
         variant: str = "pfml",
@@ -96,10 +132,10 @@ class PotentialFieldLoss(nn.Module):
         min_distance: float = 1e-4,
     ) -> None:
         super().__init__()
-        if proxy_proxy not in PROXY_PROXY:
-            raise ValueError(f"proxy_proxy: {proxy_proxy!r}; valid: {PROXY_PROXY}")
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction: {reduction!r}; valid: {REDUCTIONS}")
+        _check("proxy_proxy", proxy_proxy, PROXY_PROXY)
+        _check("reduction", reduction, REDUCTIONS)
+        _check("variant", variant, VARIANTS)
+        _check("cpml_repulsion", cpml_repulsion, REPULSIONS)
         self.alpha, self.delta_att, self.delta_rep = alpha, delta_att, delta_rep
         self.variant = variant
         self.rep_kind = cpml_repulsion if variant == "cpml" else "pfml"
@@ -130,12 +166,12 @@ class PotentialFieldLoss(nn.Module):
         Only pairs on the sloped branch of their potential (same class beyond
         δ_att, other class inside δ_rep) enter the graph; every other pair sits
         on a plateau (ψ_att(δ_att) or ψ_rep(δ_rep), zero gradient) and is
-        counted. Backward is then the floor: one (N, M) gather into a @ b.T."""
-        s = a @ b.T
-        na, nb = a.pow(2).sum(1), b.pow(2).sum(1)
+        counted. The sloped pairs' distances come from their differences
+        a_i − b_j (cancellation-free; the branch test may use the expansion, whose
+        error is far below the radii)."""
         same = ya[:, None] == yb[None, :]
-        with torch.no_grad():
-            sq = na[:, None] + nb[None, :] - 2 * s
+        with torch.no_grad():  # which branch: the sloped pairs are re-measured
+            sq = a.pow(2).sum(1)[:, None] + b.pow(2).sum(1)[None, :] - 2 * a @ b.T
             active = torch.where(same, sq > self.delta_att**2, sq < self.delta_rep**2)
             flat_same, flat_diff = same & ~active, ~same & ~active
             if own:
@@ -146,8 +182,8 @@ class PotentialFieldLoss(nn.Module):
         plateau = self.plateaus(a.dtype, a.device)
         out = flat_same.sum(1) * plateau[0] + flat_diff.sum(1) * plateau[1]
         i, j = active.nonzero(as_tuple=True)
-        sq_ij = (na[i] + nb[j] - 2 * s[i, j]).clamp_min(self.min_distance**2)
-        return out.index_add(0, i, self.potential(sq_ij.sqrt(), same[i, j]))
+        d_ij = pair_distances(a, b, i, j, self.min_distance)
+        return out.index_add(0, i, self.potential(d_ij, same[i, j]))
 
     def plateaus(self, dtype, device) -> torch.Tensor:
         """(ψ_att(δ_att), ψ_rep(δ_rep)): the values of the flat branches."""

@@ -1,4 +1,4 @@
-"""Potential-Field DML (Bhatnagar & Ahuja, CVPR 2025; specs/methods/pfml.md):
+"""Potential-Field DML (Bhatnagar & Ahuja, CVPR 2025; docs/methods/pfml.md):
 the L2-normalised batch embeddings and M learnable proxies per class are charges
 with decaying attraction/repulsion potentials; the loss is their total potential
 energy (``core/losses/pfml.py``). The test embedding is the embedder's; proxies

@@ -1,7 +1,9 @@
 """Config of ``pfml`` (torch-free; registered for the Kedro wiring).
 
-Potential-field DML (specs/methods/pfml.md): every key below is validated before
-any work (§9); errors are one line naming ``pfml.<key>`` and the value.
+Potential-field DML (docs/methods/pfml.md): every key below is validated before
+any work; errors are one line naming ``pfml.<key>`` and the value. ``alpha`` is
+the paper's decay exponent of the force (docs/methods/pfml.md, "The exponent
+convention"): α = 0 is a constant force and trains.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from dml_pipelines.core.config import MethodConfig, StrictModel
 from dml_pipelines.core.methods.configs import register_config
 
 ALPHA_HELP = (
-    "with the implemented potentials α = 0 gives zero gradient; use "
-    "pfml.variant: cpml for the non-decaying ablation"
+    "α is the decay exponent of the force d^(−α) (0: a constant force); a "
+    "negative α would make the force grow with distance"
 )
 
 
@@ -37,7 +39,7 @@ class PFMLConfig(MethodConfig):
     normalization: Literal["l2"] = "l2"
     variant: Literal["pfml", "cpml"] = "pfml"
     cpml: CPMLConfig = Field(default_factory=CPMLConfig)
-    alpha: float = 3.0
+    alpha: float = 4.0
     delta: float = Field(0.2, gt=0)
     delta_att: float | None = Field(None, gt=0)
     delta_rep: float | None = Field(None, gt=0)
@@ -52,9 +54,9 @@ class PFMLConfig(MethodConfig):
 
     @field_validator("alpha")
     @classmethod
-    def _alpha_positive(cls, value: float) -> float:
-        if not value > 0:
-            raise ValueError(f"must be > 0: {ALPHA_HELP}")
+    def _alpha_non_negative(cls, value: float) -> float:
+        if not value >= 0:
+            raise ValueError(f"must be >= 0: {ALPHA_HELP}")
         return value
 
     @field_validator("min_distance")

@@ -1,5 +1,5 @@
 """Cross-batch memory with (Adaptive) Cross Batch Normalization
-(specs/methods/xbn.md): XBM (Wang et al., CVPR 2020; exact) adds a memory term
+(docs/methods/xbn.md): XBM (Wang et al., CVPR 2020; exact) adds a memory term
 to a pair loss; XBN and Adaptive XBN (Ajanthan et al., arXiv 2303.17127;
 reconstructions, no public code) move the stored embeddings so that their
 moments match the current batch's (Kalman-filtered in the adaptive variant).

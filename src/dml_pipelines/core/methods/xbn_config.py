@@ -1,4 +1,4 @@
-"""Config of ``xbn`` (torch-free; specs/methods/xbn.md): cross-batch memory
+"""Config of ``xbn`` (torch-free; docs/methods/xbn.md): cross-batch memory
 (``xbm.*``), Cross Batch Normalization of the memory (``xbn.*``) and its
 Kalman-filtered targets (``xbn.adaptive``, ``xbn.kalman.*``).
 

@@ -1,5 +1,5 @@
 """Adaptive XBN targets (Ajanthan et al., arXiv 2303.17127), a reconstruction
-(specs/methods/xbn.md Part C): independent scalar Kalman filters per embedding
+(docs/methods/xbn.md): independent scalar Kalman filters per embedding
 dimension d, one for the mean and one for the variance of the current model's
 embedding law, observed through the batch moments::
 
@@ -14,7 +14,8 @@ spec writes it) the variance filter weights small observations more and, at
 Q = 0, settles below the true variance (about 0.45× at b = 8, 0.73× at b = 16,
 0.94× at b = 64, measured on Gaussian batches); from the estimate it does not.
 
-Q (``q_mode``): ``relative`` q · median_d(R) per filter (DEFAULT, q = 1);
+Q (``q_mode``): ``relative`` q · median_d(R) per filter (DEFAULT, q = 1; the
+true median: the mean of the two middle values when D is even);
 ``absolute`` q; ``innovation`` max(0, EMA[(y − x)^2] − P − R) with P the
 previous posterior variance (the expected squared innovation is P + Q + R) and
 EMA factor ``innovation_ema`` (the first innovation initialises the EMA).
@@ -87,7 +88,7 @@ class MomentKalman(nn.Module):
         if self.q_mode == "absolute":
             return self.q
         if self.q_mode == "relative":
-            return self.q * r.median(dim=1, keepdim=True).values
+            return self.q * r.quantile(0.5, dim=1, keepdim=True)
         sq = innovation.square()
         a = self.innovation_ema
         self.ema.copy_(sq if int(self.steps) == 1 else a * self.ema + (1 - a) * sq)

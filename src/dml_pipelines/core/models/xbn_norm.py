@@ -1,5 +1,5 @@
 """Cross Batch Normalization (XBN; Ajanthan et al., arXiv 2303.17127), a
-reconstruction (no public code; specs/methods/xbn.md Part B): the stored
+reconstruction (no public code; docs/methods/xbn.md Part B): the stored
 embeddings of a cross-batch memory are moved in place so that their first and
 second moments match those of the current batch.
 
@@ -30,8 +30,9 @@ def batch_moments(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(b, D) -> per-dimension mean (D,) and variance (D,) (biased: / b;
     unbiased: / (b − 1)), in float32 or wider."""
-    if z.shape[0] < 1 + int(unbiased):
-        raise ValueError(f"xbn: moments need at least 2 rows, got {z.shape[0]}")
+    need = 1 + int(unbiased)
+    if z.shape[0] < need:
+        raise ValueError(f"xbn: moments need at least {need} rows, got {z.shape[0]}")
     z = z.detach().to(torch.promote_types(z.dtype, torch.float32))
     return z.mean(dim=0), z.var(dim=0, correction=int(unbiased))
 
