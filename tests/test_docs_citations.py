@@ -9,30 +9,6 @@ ROOT = Path(__file__).resolve().parents[1]
 #: the engineers' reference folder, outside the repository (spelt so that this
 #: file does not cite it)
 SPECS = "specs" + "/"
-#: files other engineers are still converting (issue #28); each must still hold
-#: such a citation, so that a converted file is taken off this list
-PENDING = {
-    "src/dml_pipelines/core/losses/ccp.py",
-    "src/dml_pipelines/core/losses/pfml.py",
-    "src/dml_pipelines/core/methods/ccp.py",
-    "src/dml_pipelines/core/methods/ccp_config.py",
-    "src/dml_pipelines/core/methods/pfml.py",
-    "src/dml_pipelines/core/methods/pfml_config.py",
-    "src/dml_pipelines/core/methods/xbn.py",
-    "src/dml_pipelines/core/methods/xbn_config.py",
-    "src/dml_pipelines/core/models/ccp_proxies.py",
-    "src/dml_pipelines/core/models/xbn_kalman.py",
-    "src/dml_pipelines/core/models/xbn_norm.py",
-    "tests/core/losses/test_ccp.py",
-    "tests/core/losses/test_pfml.py",
-    "tests/core/methods/test_ccp.py",
-    "tests/core/methods/test_pfml.py",
-    "tests/core/methods/test_xbn.py",
-    "tests/core/models/test_ccp_proxies.py",
-    "tests/core/models/test_xbn_kalman.py",
-    "tests/core/models/test_xbn_memory.py",
-    "tests/core/models/test_xbn_norm.py",
-}
 _ANCHORED = re.compile(r"docs/([\w/]+\.md)#([\w-]+)")
 _QUOTED = re.compile(r'docs/([\w/]+\.md), "([^"]+)"')
 _PAGE = re.compile(r"docs/([\w/]+\.md)")
@@ -75,10 +51,7 @@ def test_every_cited_docs_page_and_heading_exists():
 
 def test_code_and_tests_do_not_cite_specs_outside_the_repository():
     citing = {name for name, text in _sources() if SPECS in text}
-    assert citing <= PENDING, f"cite docs/, not {SPECS}: {sorted(citing - PENDING)}"
-    assert PENDING <= citing, (
-        f"converted, drop from PENDING: {sorted(PENDING - citing)}"
-    )
+    assert not citing, f"cite docs/, not {SPECS}: {sorted(citing)}"
 
 
 def test_readme_and_docs_do_not_point_outside_the_repository():

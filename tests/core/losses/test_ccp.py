@@ -1,4 +1,4 @@
-"""CCP's instance loss (specs/methods/ccp.md §3, §10 items 5–6): each of the four
+"""CCP's instance loss (docs/methods/ccp.md, "What was verified"): each of the four
 pair losses in proxy form and in-batch form against a float64 loop of the spec's
 formula, the 1.0 / 0.1 weighting, M = 1, permutations within a class, edge
 cases."""

@@ -1,4 +1,4 @@
-"""CCP proxy selection (specs/methods/ccp.md §4, §10 item 2): batched greedy
+"""CCP proxy selection (docs/methods/ccp.md, "What was verified"): batched greedy
 k-center against a brute-force farthest-point loop, covering radius, zero
 seeds, the pool draw and the m-major layout."""
 
