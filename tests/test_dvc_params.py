@@ -70,6 +70,35 @@ def test_every_float_survives_dvc_rewriting_the_file(tmp_path, path):
     assert yaml.safe_load(copy.read_text()) == before
 
 
+def floats(tree):
+    if isinstance(tree, dict):
+        return [x for v in tree.values() for x in floats(v)]
+    if isinstance(tree, list):
+        return [x for v in tree for x in floats(v)]
+    return [tree] if isinstance(tree, float) else []
+
+
+def test_every_float_survives_dvc_rewriting_the_lock(tmp_path):
+    """DVC writes a parameter into dvc.lock as Python's repr and then reloads and
+    rewrites the whole lock through ruamel's round-trip dumper on every stage it
+    locks: each value must come back unchanged (1.563663718906821e-05 came back
+    as 1.563663718906813e-05, so the stage looked modified)."""
+    from dvc.utils.serialize import dump_yaml, modify_yaml, parse_yaml
+
+    values = [
+        x
+        for path in sorted((ROOT / "conf/base").glob("parameters*.yml"))
+        for x in floats(yaml.safe_load(path.read_text()))
+    ]
+    lock = tmp_path / "dvc.lock"
+    dump_yaml(lock, {"stages": {"s": {"params": {"p.yml": {"v": values}}}}})
+    for _ in range(5):
+        with modify_yaml(lock):
+            pass
+    back = parse_yaml(lock.read_text(), "lock")["stages"]["s"]["params"]["p.yml"]["v"]
+    assert back == values
+
+
 @pytest.mark.slow
 def test_a_clean_checkout_has_the_parameters_of_its_dvc_lock(clone):
     """On a pristine clone no stage has a changed parameter (before the fix,
