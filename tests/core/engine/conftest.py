@@ -31,6 +31,23 @@ def make_loader(seed=0, n_classes=6, per_class=6):
     return DataLoader(TensorDataset(images, labels), batch_sampler=sampler)
 
 
+def make_trainer(cfg, checkpoint_dir=None, **kwargs):
+    """The one Trainer of the engine tests: the method seeded by the config,
+    six classes, ``make_loader``'s data; ``kwargs`` go to ``Trainer``."""
+    from dml_pipelines.core.engine.trainer import Trainer
+    from dml_pipelines.core.methods.registry import build_method
+
+    torch.manual_seed(cfg.training.seed)
+    return Trainer(
+        build_method(cfg, 6),
+        make_loader(cfg.training.seed),
+        normalize,
+        cfg,
+        checkpoint_dir=checkpoint_dir,
+        **kwargs,
+    )
+
+
 def normalize(batch, train):
     return batch.float() / 127.5 - 1.0
 

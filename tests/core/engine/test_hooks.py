@@ -6,23 +6,18 @@ import pytest
 import torch
 
 from dml_pipelines.core.engine.callbacks import Callback, EarlyStopping
-from dml_pipelines.core.engine.trainer import Trainer, load_checkpoint
-from dml_pipelines.core.methods.registry import build_method
+from dml_pipelines.core.engine.trainer import load_checkpoint
 
-from .conftest import make_cfg, make_loader, normalize, same_weights, weights
+from .conftest import (
+    make_cfg,
+    make_trainer,
+    same_weights,
+    weights,
+)
 
 
 def _trainer(cfg, tmp_path=None, callbacks=None, validate=None):
-    torch.manual_seed(cfg.training.seed)
-    return Trainer(
-        build_method(cfg, 6),
-        make_loader(cfg.training.seed),
-        normalize,
-        cfg,
-        checkpoint_dir=tmp_path,
-        callbacks=callbacks,
-        validate=validate,
-    )
+    return make_trainer(cfg, tmp_path, callbacks=callbacks, validate=validate)
 
 
 class Recorder(Callback):

@@ -15,27 +15,17 @@ import torch
 
 from dml_pipelines.core.config import parse_method_config, run_identity
 from dml_pipelines.core.engine.callbacks import Callback
-from dml_pipelines.core.engine.trainer import Trainer, load_checkpoint, save_atomic
+from dml_pipelines.core.engine.trainer import load_checkpoint, save_atomic
 from dml_pipelines.core.evaluation.embeddings import load_embeddings
-from dml_pipelines.core.methods.registry import build_method
 from dml_pipelines.core.provenance import code_digest, training_sources
 
-from .conftest import make_cfg, make_loader, normalize, same_weights, weights
+from .conftest import make_cfg, make_trainer, same_weights, weights
 
 SRC = Path(__file__).resolve().parents[3] / "src" / "dml_pipelines"
 
 
 def _trainer(cfg, ckpt, callbacks=None, run_files=None):
-    torch.manual_seed(cfg.training.seed)
-    return Trainer(
-        build_method(cfg, 6),
-        make_loader(cfg.training.seed),
-        normalize,
-        cfg,
-        checkpoint_dir=ckpt,
-        callbacks=callbacks,
-        run_files=run_files,
-    )
+    return make_trainer(cfg, ckpt, callbacks=callbacks, run_files=run_files)
 
 
 def test_code_digest_covers_the_losses_training_imports_and_not_the_report(tmp_path):
@@ -135,16 +125,17 @@ def test_a_replaced_run_is_kept_aside_and_the_warning_says_where(tmp_path, caplo
 
 
 def test_threads_and_workers_are_not_part_of_the_identity(tmp_path):
+    ckpt = tmp_path / "checkpoints"
     cfg = make_cfg(training={"epochs": 2})
-    _trainer(cfg, tmp_path).fit()
+    _trainer(cfg, ckpt).fit()
     other = make_cfg(training={"epochs": 2, "num_threads": 1, "num_workers": 0})
     assert run_identity(other.model_dump(mode="json")) == run_identity(
         cfg.model_dump(mode="json")
     )
-    again = _trainer(other, tmp_path)
+    again = _trainer(other, ckpt)
     history = again.fit()
     assert again.resumed and history["epoch"].tolist() == [1, 2]
-    assert not (tmp_path.parent / "superseded").exists()
+    assert not (tmp_path / "superseded").exists()
 
 
 class PoisonLastStep(Callback):

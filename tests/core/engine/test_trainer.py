@@ -5,21 +5,19 @@ from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.trainer import Trainer, load_checkpoint, resolve_device
 from dml_pipelines.core.methods.registry import build_method
 
-from .conftest import Kill, make_cfg, make_loader, normalize, same_weights, weights
+from .conftest import (
+    Kill,
+    make_cfg,
+    make_loader,
+    make_trainer,
+    normalize,
+    same_weights,
+    weights,
+)
 
 
 def _trainer(cfg, tmp_path=None, callbacks=None, validate=None):
-    torch.manual_seed(cfg.training.seed)
-    method = build_method(cfg, 6)
-    return Trainer(
-        method,
-        make_loader(cfg.training.seed),
-        normalize,
-        cfg,
-        checkpoint_dir=tmp_path,
-        callbacks=callbacks,
-        validate=validate,
-    )
+    return make_trainer(cfg, tmp_path, callbacks=callbacks, validate=validate)
 
 
 def test_resume_after_kill_gives_the_uninterrupted_result(tmp_path):
