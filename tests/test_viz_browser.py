@@ -6,6 +6,7 @@ opens on without URL parameters is the expanded lineage, with no tour
 
 import html
 import os
+import random
 import re
 import shutil
 import signal
@@ -59,9 +60,18 @@ def _chromium() -> str:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below 49152: `kedro viz run` refuses the ephemeral range
+    (ports above 49151) that binding to port 0 may hand out."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 49000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 49000")
 
 
 @pytest.fixture
