@@ -3,8 +3,9 @@
 Trains every registered method (the five papers and the baselines) on `glyphs`
 and `digits` through the real entry point (the Kedro pipelines, in-process
 `KedroSession`s) on a scratch copy of the checkout's tracked files, with a
-short budget (a few epochs of six batches) and ONE compute thread (the thread count changes float sums:
-docs/benchmarks.md "Threads under contention"), and records, per run, a digest
+short budget (a few epochs of six batches) and ONE compute thread (the thread
+count changes float sums: docs/benchmarks.md "Threads under contention"), and
+records, per run, a digest
 of the test embeddings (array bytes), of the metrics files and of the training
 history (wall-time columns left out).
 
