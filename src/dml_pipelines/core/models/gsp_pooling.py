@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from dml_pipelines.core.config import Component
-from dml_pipelines.core.methods.gsp_config import check_pooling_args
+from dml_pipelines.core.models.gsp_pooling_options import check_pooling_args
 from dml_pipelines.core.models.gsp_transport import lipschitz_normalize, transport_plan
 from dml_pipelines.core.models.kcenter import DEFAULT, greedy_k_center
 from dml_pipelines.core.models.pooling import POOLINGS
@@ -67,6 +67,8 @@ def apply_head(fmap: torch.Tensor, head: nn.Module) -> torch.Tensor:
 @POOLINGS.register("gsp")
 class GeneralizedSumPooling(nn.Module):
     """GSP layer. Args (config ``pooling.args``):
+
+    (checked by ``gsp_pooling_options.check_pooling_args``)
 
     dim: D, the head's output size (the ``gsp`` method sets it to
         ``embedding_dim``; give it when another method uses this pooling).
