@@ -17,21 +17,30 @@ import torch
 from torch import nn
 
 from dml_pipelines.core.models import bninception as bn
-from dml_pipelines.core.models.weights import hub_file
+from dml_pipelines.core.models.weights import INPUT_CONVENTIONS, hub_file
 from dml_pipelines.core.registry import Registry
 
 BACKBONES: Registry = Registry("backbone")
 
 
 class FeatureBackbone(nn.Module):
-    """Wraps a feature extractor and records its output channel count."""
+    """Wraps a feature extractor and records its output channel count and the
+    input convention of its pretrained weights (a key of
+    ``weights.INPUT_CONVENTIONS``; ``None``: trained from scratch only)."""
 
     def __init__(
-        self, body: nn.Module, out_channels: int, child_names: list[str] | None = None
+        self,
+        body: nn.Module,
+        out_channels: int,
+        child_names: list[str] | None = None,
+        input_convention: str | None = None,
     ) -> None:
         super().__init__()
+        if input_convention is not None and input_convention not in INPUT_CONVENTIONS:
+            raise KeyError(f"unknown input convention {input_convention!r}")
         self.body = body
         self.out_channels = out_channels
+        self.input_convention = input_convention
         #: names of the source model's children kept in ``body`` (in order), so a
         #: torchvision weights file can be mapped onto it (``training.init_from``)
         self.child_names = child_names
@@ -94,7 +103,8 @@ def _torchvision(
     else:
         raise KeyError(name)
     body = nn.Sequential(*[m for _, m in kept])
-    return FeatureBackbone(body, net.fc.in_features, [n for n, _ in kept])
+    names = [n for n, _ in kept]
+    return FeatureBackbone(body, net.fc.in_features, names, "torchvision")
 
 
 @BACKBONES.register("resnet18")
@@ -153,4 +163,6 @@ def bninception(
     elif weights or weights_url:
         key = "weights" if weights else "weights_url"
         raise ValueError(f"backbone.args.{key}: given but backbone.pretrained is false")
-    return FeatureBackbone(net, bn.BNInception.out_channels)
+    return FeatureBackbone(
+        net, bn.BNInception.out_channels, input_convention=bn.INPUT_CONVENTION
+    )

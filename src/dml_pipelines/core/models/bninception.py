@@ -16,8 +16,9 @@ Layer names equal the converted model's state-dict keys (``conv1_7x7_s2``,
 * ``backbone.args.weights_url``: the same file from another URL (``file://``);
 * ``backbone.args.weights: <path>``: a state dict with these key names.
 
-The model expects BGR input in 0–255 minus the per-channel mean, which the
-``mlrc`` transforms preset gives. ``backbone.freeze_bn`` keeps its BatchNorm
+The model expects BGR input in 0–255 minus the per-channel mean: its input
+convention ``caffe`` (:data:`INPUT_CONVENTION`, ``weights.INPUT_CONVENTIONS``),
+which the ``mlrc`` transforms preset takes. ``backbone.freeze_bn`` keeps its BatchNorm
 layers in eval mode and untrained.
 """
 
@@ -33,6 +34,8 @@ from torch import nn
 from dml_pipelines.core.models.weights import BNINCEPTION_URL as IMAGENET_URL
 from dml_pipelines.core.models.weights import hub_file
 
+#: what the Caffe-converted weights expect of the input (``weights.INPUT_CONVENTIONS``)
+INPUT_CONVENTION = "caffe"
 #: suffix of the converted copy in the hub cache
 CONVERTED = ".dml.pt"
 

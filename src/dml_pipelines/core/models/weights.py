@@ -1,6 +1,10 @@
 """Where the ImageNet weights of ``pretrained: true`` come from (torch-free, so
 the report can name them): torchvision's files for ResNet and GoogLeNet, and
-for BN-Inception the published file of the pretrainedmodels project, and
+for BN-Inception the published file of the pretrainedmodels project; the input
+conventions these weights expect (``INPUT_CONVENTIONS``: each backbone declares
+its own as ``FeatureBackbone.input_convention``, and a transforms preset made
+for a backbone takes its batch part from it, as ``mlrc`` from BN-Inception's;
+docs/datasets.md#preprocessing-presets); and
 ``hub_file``, which downloads and checks such a file (torch is imported only
 when it is called). Loading lives in ``backbones.py`` and ``bninception.py``."""
 
@@ -11,6 +15,29 @@ import os
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
+
+#: ImageNet channel statistics (RGB, pixels in [0, 1])
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: what a family of ImageNet weights expects of its input batch: the batch part
+#: of a transforms preset (``core/data/transforms.py::Transforms`` fields)
+INPUT_CONVENTIONS: dict[str, dict[str, object]] = {
+    # torchvision's weights (ResNet, GoogLeNet): RGB in [0, 1], mean and std
+    "torchvision": {
+        "max_value": 1.0,
+        "bgr": False,
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+    },
+    # the Caffe-converted BN-Inception: BGR in 0–255 minus the mean, no std
+    "caffe": {
+        "max_value": 255.0,
+        "bgr": True,
+        "mean": tuple(255.0 * m for m in reversed(IMAGENET_MEAN)),
+        "std": (1.0,),
+    },
+}
 
 #: BN-Inception's ImageNet weights (pretrainedmodels; the name carries the
 #: SHA-256 prefix the download is checked against)
