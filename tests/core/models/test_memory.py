@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.losses.gsp_xbm import CrossBatchMemory
-from dml_pipelines.core.methods.registry import build_method
 from dml_pipelines.core.models.memory import RingMemory
+from tests.core.methods.test_gsp import make as make_gsp
 
 
 def batches(sizes, dim=3, seed=0):
@@ -136,19 +135,11 @@ def test_gsp_method_checkpoint_with_the_old_memory_keys_loads():
     """A ``gsp`` method's state as ``last.pt`` held it before the merge
     (``memory.embeddings``/``memory.pointer``, no ``memory.count``) loads with
     ``load_state_dict`` (strict, as the trainer's resume) into the same memory."""
-    raw = {
-        "method": "gsp",
-        "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-        "embedding_dim": 4,
-        "pooling": {
-            "name": "gsp",
-            "args": {"num_prototypes": 2, "init_memory_size": 8},
-        },
-        "xbm": {"memory_batches": 1, "start_step": 1},  # 9 rows, as "partial"
-        "sampler": {"P": 3, "K": 3},
-        "training": {"device": "cpu", "epochs": 1},
-    }
-    method = build_method(parse_method_config(raw), 4)
+    method, _ = make_gsp(  # a memory of 9 rows of 4, as "partial"
+        embedding_dim=4,
+        sampler={"P": 3, "K": 3},
+        xbm={"memory_batches": 1, "start_step": 1},
+    )
     case = torch.load(LEGACY, weights_only=True)["partial"]
     old = {k: v for k, v in method.state_dict().items() if not k.startswith("memory.")}
     old.update({f"memory.{k}": v for k, v in case["state"].items()})
