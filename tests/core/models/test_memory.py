@@ -151,3 +151,20 @@ def test_gsp_method_checkpoint_with_the_old_memory_keys_loads():
         "memory.ptr",
         "memory.count",
     }
+
+
+def test_xbn_memory_saved_before_the_merge_loads():
+    """XBN's buffers kept their names; its empty slots held label 0 (now −1),
+    which ``count`` leaves out either way."""
+    mem = RingMemory(4, 1)
+    mem.load_state_dict(
+        {
+            "feats": torch.tensor([[5.0], [6.0], [0.0], [0.0]]),
+            "labels": torch.tensor([5, 6, 0, 0]),
+            "ptr": torch.tensor(2),
+            "count": torch.tensor(2),
+        }
+    )
+    assert mem.entries()[1].tolist() == mem.chronological()[1].tolist() == [5, 6]
+    mem.enqueue(torch.tensor([[7.0], [8.0], [9.0]]), torch.tensor([7, 8, 9]))
+    assert mem.chronological()[1].tolist() == [6, 7, 8, 9]
