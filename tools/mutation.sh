@@ -30,7 +30,7 @@ pfml_loss|pfml|$C/losses/pfml.py|$T/losses/test_pfml.py
 pfml_method|pfml|$C/methods/pfml.py|$T/methods/test_pfml.py
 xbn_method|xbn|$C/methods/xbn.py|$T/methods/test_xbn.py
 xbn_kalman|xbn|$C/models/xbn_kalman.py|$T/models/test_xbn_kalman.py
-xbn_memory|xbn|$C/models/xbn_memory.py|$T/models/test_xbn_memory.py
+memory|xbn|$C/models/memory.py|$T/models/test_memory.py $T/losses/test_gsp_xbm.py
 xbn_norm|xbn|$C/models/xbn_norm.py|$T/models/test_xbn_norm.py
 gsp_xbm|gsp|$C/losses/gsp_xbm.py|$T/losses/test_gsp_xbm.py
 gsp_zsr|gsp|$C/losses/gsp_zsr.py|$T/losses/test_gsp_zsr.py
@@ -40,6 +40,7 @@ gsp_transport|gsp|$C/models/gsp_transport.py|$T/models/test_gsp_transport.py
 ccp_loss|ccp|$C/losses/ccp.py|$T/losses/test_ccp.py
 ccp_method|ccp|$C/methods/ccp.py|$T/methods/test_ccp.py
 ccp_proxies|ccp|$C/models/ccp_proxies.py|$T/models/test_ccp_proxies.py
+kcenter|ccp|$C/models/kcenter.py|$T/models/test_kcenter.py $T/models/test_ccp_proxies.py $T/models/test_ccp_mutants.py
 intra_batch_method|intra_batch|$C/methods/intra_batch.py|$T/methods/test_intra_batch.py
 intra_batch_mpn|intra_batch|$C/models/mpn.py|$T/models/test_mpn.py
 intra_batch_ce|intra_batch|$C/losses/label_smoothed_ce.py|$T/losses/test_label_smoothed_ce.py

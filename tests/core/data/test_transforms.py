@@ -190,3 +190,35 @@ def test_overrides_and_describe():
     d = t.describe()
     assert d["preset"] == "xbm" and d["scale"] == [0.5, 1.0] and d["resize_before_crop"]
     assert math.isclose(build_transforms("intra_batch").describe()["std"][0], 0.299)
+
+
+def test_backbones_declare_their_input_convention_and_mlrc_follows_bninception():
+    """BN-Inception declares the Caffe convention (BGR, 0–255 minus the mean, no
+    std), which is the batch part of ``mlrc`` (the values the recipes resolved
+    before the convention moved to the backbone); torchvision's weights declare
+    RGB [0, 1] mean/std, the ``Transforms`` defaults; ``small_cnn`` none."""
+    from dml_pipelines.core.models.backbones import BACKBONES
+    from dml_pipelines.core.models.weights import INPUT_CONVENTIONS
+
+    declared = {
+        name: BACKBONES.get(name)(pretrained=False).input_convention
+        for name in BACKBONES.names()
+    }
+    assert declared == {
+        "bninception": "caffe",
+        "googlenet": "torchvision",
+        "resnet18": "torchvision",
+        "resnet50": "torchvision",
+        "small_cnn": None,
+    }
+    mlrc = build_transforms("mlrc")
+    batch = {k: getattr(mlrc, k) for k in ("max_value", "bgr", "mean", "std")}
+    assert batch == INPUT_CONVENTIONS["caffe"]
+    assert batch == {
+        "max_value": 255.0,
+        "bgr": True,
+        "mean": (255.0 * 0.406, 255.0 * 0.456, 255.0 * 0.485),
+        "std": (1.0,),
+    }
+    plain = build_transforms("proxy_anchor")
+    assert {k: getattr(plain, k) for k in batch} == INPUT_CONVENTIONS["torchvision"]

@@ -69,7 +69,7 @@ def test_memory_gradient_flows_only_through_the_anchors_and_state_is_buffers():
     anchors = x.clone().requires_grad_(True)
     mem.loss(c1(), anchors, y).backward()
     assert anchors.grad.abs().sum() > 0
-    assert set(mem.state_dict()) == {"embeddings", "labels", "pointer", "enqueued"}
+    assert set(mem.state_dict()) == {"feats", "labels", "ptr", "count", "enqueued"}
     assert not any(t.requires_grad for t in mem.state_dict().values())
 
 

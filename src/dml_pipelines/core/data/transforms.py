@@ -36,10 +36,14 @@ import torch
 import torchvision.transforms.v2.functional as F
 from torchvision.transforms import InterpolationMode
 
+from dml_pipelines.core.models import bninception
+from dml_pipelines.core.models.weights import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INPUT_CONVENTIONS,
+)
 from dml_pipelines.core.registry import Registry
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 BILINEAR = InterpolationMode.BILINEAR
 
 TRAIN_PARAMS = 9
@@ -424,15 +428,13 @@ def random_erasing(
 
 @PRESETS.register("mlrc")
 def _mlrc() -> dict[str, Any]:
-    # CCP/GSP DMLPreprocessing: 255 * (x - ImageNet mean) in BGR order, no std.
+    # CCP/GSP DMLPreprocessing: their crops, and the batch part BN-Inception's
+    # weights declare (255 * (x - ImageNet mean) in BGR order, no std).
     return {
         "image_size": 227,
         "scale": (0.16, 1.0),
         "ratio": (0.75, 1.33),
-        "max_value": 255.0,
-        "bgr": True,
-        "mean": tuple(255.0 * m for m in reversed(IMAGENET_MEAN)),
-        "std": (1.0,),
+        **INPUT_CONVENTIONS[bninception.INPUT_CONVENTION],
     }
 
 

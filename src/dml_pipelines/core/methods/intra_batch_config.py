@@ -15,8 +15,9 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from dml_pipelines.core.config import MethodConfig, StrictModel, check_head_init
+from dml_pipelines.core.losses.gsp_zsr_options import ZsrConfig
 from dml_pipelines.core.methods.configs import register_config
-from dml_pipelines.core.methods.gsp_config import ZsrConfig, check_pooling_args
+from dml_pipelines.core.models.gsp_pooling_options import check_pooling_args
 
 INTRA_BATCH_LOSSES = ("backbone_ce", "mpn_ce")
 
@@ -114,24 +115,14 @@ class IntraBatchConfig(MethodConfig):
         gsp = self.pooling.name == "gsp"
         if gsp:
             args = self.pooling.args
-            check_pooling_args(args)
+            check_pooling_args(args, self.embedding_dim)
             if args.get("init", "memory_kcenter") not in GSP_INITS:
                 raise ValueError(
                     f"pooling.args.init: intra_batch initialises the GSP prototypes "
                     f"from its classifier; valid: {', '.join(GSP_INITS)} "
                     f"(got {args.get('init', 'memory_kcenter')!r})"
                 )
-            dim = args.get("dim")
-            if dim is not None and dim != self.embedding_dim:
-                raise ValueError(
-                    f"pooling.args.dim: {dim} must equal embedding_dim "
-                    f"{self.embedding_dim} (or be left out)"
-                )
-        if self.zsr.enabled and not gsp:
-            raise ValueError(
-                f"zsr.enabled: the ZSR loss needs pooling.name: gsp "
-                f"(got {self.pooling.name!r}); set zsr.enabled: false"
-            )
+        self.zsr.check_pooling(self.pooling.name)
         check_head_init(self)
         late = [d.epoch for d in self.lr_drops if d.epoch > self.training.epochs]
         if late:

@@ -13,29 +13,34 @@ the file at. Tests use ``pretrained: false`` or ``file://`` URLs.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import sys
-from pathlib import Path
-from urllib.parse import urlparse
-
 import torch
 from torch import nn
 
+from dml_pipelines.core.models import bninception as bn
+from dml_pipelines.core.models.weights import INPUT_CONVENTIONS, hub_file
 from dml_pipelines.core.registry import Registry
 
 BACKBONES: Registry = Registry("backbone")
 
 
 class FeatureBackbone(nn.Module):
-    """Wraps a feature extractor and records its output channel count."""
+    """Wraps a feature extractor and records its output channel count and the
+    input convention of its pretrained weights (a key of
+    ``weights.INPUT_CONVENTIONS``; ``None``: trained from scratch only)."""
 
     def __init__(
-        self, body: nn.Module, out_channels: int, child_names: list[str] | None = None
+        self,
+        body: nn.Module,
+        out_channels: int,
+        child_names: list[str] | None = None,
+        input_convention: str | None = None,
     ) -> None:
         super().__init__()
+        if input_convention is not None and input_convention not in INPUT_CONVENTIONS:
+            raise KeyError(f"unknown input convention {input_convention!r}")
         self.body = body
         self.out_channels = out_channels
+        self.input_convention = input_convention
         #: names of the source model's children kept in ``body`` (in order), so a
         #: torchvision weights file can be mapped onto it (``training.init_from``)
         self.child_names = child_names
@@ -72,73 +77,6 @@ def small_cnn(
     return FeatureBackbone(nn.Sequential(*layers), cin)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def hub_file(url: str, what: str) -> Path:
-    """The weights file at ``url`` in torch's hub cache, downloaded on first use.
-
-    The file name must carry a SHA-256 prefix (``<name>-<hex>.<ext>``, torch
-    hub's convention); the cached file is checked against it on every call.
-
-    Args:
-        url: ``http(s)://`` or ``file://`` URL of the file.
-        what: what the file is (in the messages).
-
-    Returns:
-        The path of the verified file under ``<hub dir>/checkpoints``.
-
-    Raises:
-        ValueError: the name has no hash, the download fails (offline: names the
-            URL and where to place the file), or the hash does not match.
-    """
-    from urllib.error import URLError
-
-    from torch.hub import HASH_REGEX, download_url_to_file, get_dir
-
-    name = Path(urlparse(url).path).name
-    match = HASH_REGEX.search(name)
-    if not name or not match or not match.group(1):
-        raise ValueError(
-            f"backbone.args.weights_url: {url}: the file name must carry the "
-            f"SHA-256 prefix of the file (<name>-<hex prefix>.pth)"
-        )
-    prefix = match.group(1)
-    dest = Path(get_dir()) / "checkpoints" / name
-    if not dest.is_file():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        part = dest.with_name(f"{name}.{os.getpid()}.download")
-        try:
-            download_url_to_file(url, str(part), progress=sys.stderr.isatty())
-        except (URLError, OSError, ValueError) as exc:
-            reason = str(getattr(exc, "reason", exc)).replace("\n", " ")
-            raise ValueError(
-                f"backbone.pretrained: cannot download {what} from {url} ({reason}); "
-                f"download it on a machine with network access and place it at {dest}"
-            ) from None
-        got = _sha256(part)
-        if not got.startswith(prefix):
-            part.unlink()
-            raise ValueError(
-                f"backbone.pretrained: {url}: SHA-256 {got[:16]}... does not start "
-                f"with {prefix} (the hash in the file name); not used"
-            )
-        os.replace(part, dest)
-        return dest
-    got = _sha256(dest)
-    if not got.startswith(prefix):
-        raise ValueError(
-            f"backbone.pretrained: {dest}: SHA-256 {got[:16]}... does not start with "
-            f"{prefix} (the hash in the file name); replace it with the file of {url}"
-        )
-    return dest
-
-
 def _torchvision(
     name: str, weights_enum: str, pretrained: bool, weights_url: str | None
 ) -> FeatureBackbone:
@@ -165,7 +103,8 @@ def _torchvision(
     else:
         raise KeyError(name)
     body = nn.Sequential(*[m for _, m in kept])
-    return FeatureBackbone(body, net.fc.in_features, [n for n, _ in kept])
+    names = [n for n, _ in kept]
+    return FeatureBackbone(body, net.fc.in_features, names, "torchvision")
 
 
 @BACKBONES.register("resnet18")
@@ -203,4 +142,27 @@ def freeze_batchnorm(module: nn.Module) -> None:
                 p.requires_grad_(False)
 
 
-from dml_pipelines.core.models import bninception as _bninception  # noqa: E402, F401
+@BACKBONES.register("bninception")
+def bninception(
+    pretrained: bool = False,
+    weights: str | None = None,
+    weights_url: str | None = None,
+) -> FeatureBackbone:
+    """BN-Inception (``core/models/bninception.py``) -> (B, 1024, H/32, W/32);
+    ``pretrained`` loads ``weights`` (a file) or else the ImageNet weights at
+    ``weights_url`` (default :data:`bninception.IMAGENET_URL`) through torch's
+    hub cache."""
+    net = bn.BNInception()
+    if pretrained:
+        if weights and weights_url:
+            raise ValueError(
+                "backbone.args: give weights (a file) or weights_url, not both"
+            )
+        url = weights_url or bn.IMAGENET_URL
+        bn.load_weights(net, weights or bn.imagenet_weights(url))
+    elif weights or weights_url:
+        key = "weights" if weights else "weights_url"
+        raise ValueError(f"backbone.args.{key}: given but backbone.pretrained is false")
+    return FeatureBackbone(
+        net, bn.BNInception.out_channels, input_convention=bn.INPUT_CONVENTION
+    )

@@ -1,6 +1,7 @@
 """BN-Inception (Ioffe & Szegedy 2015, "Inception v2" of the BN paper) as the
-widely used Caffe-converted ImageNet model, registered as the backbone
-``bninception``: images (B, 3, H, W) -> (B, 1024, H/32, W/32) (7×7 at 224).
+widely used Caffe-converted ImageNet model (the backbone ``bninception``,
+registered in ``backbones.py``): images (B, 3, H, W) -> (B, 1024, H/32, W/32)
+(7×7 at 224).
 
 Layer names equal the converted model's state-dict keys (``conv1_7x7_s2``,
 ``inception_3a_1x1_bn``, ...). ``pretrained: true`` loads ImageNet weights:
@@ -8,15 +9,16 @@ Layer names equal the converted model's state-dict keys (``conv1_7x7_s2``,
 * by default the widely used ``bn_inception-52deb4733.pth`` of the
   pretrainedmodels project (:data:`IMAGENET_URL`), downloaded once into torch's
   hub cache and checked against the SHA-256 prefix in its name
-  (``backbones.hub_file``), then converted once to this module's layout
+  (``weights.hub_file``), then converted once to this module's layout
   (classifier dropped, BatchNorm vectors stored as (1, C) reshaped to (C,)) into
   ``bn_inception-52deb4733.dml.pt`` beside it; offline, place the file at the
   path the error names (``$TORCH_HOME/hub/checkpoints/``);
 * ``backbone.args.weights_url``: the same file from another URL (``file://``);
 * ``backbone.args.weights: <path>``: a state dict with these key names.
 
-The model expects BGR input in 0–255 minus the per-channel mean, which the
-``mlrc`` transforms preset gives. ``backbone.freeze_bn`` keeps its BatchNorm
+The model expects BGR input in 0–255 minus the per-channel mean: its input
+convention ``caffe`` (:data:`INPUT_CONVENTION`, ``weights.INPUT_CONVENTIONS``),
+which the ``mlrc`` transforms preset takes. ``backbone.freeze_bn`` keeps its BatchNorm
 layers in eval mode and untrained.
 """
 
@@ -29,9 +31,11 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from dml_pipelines.core.models.backbones import BACKBONES, FeatureBackbone, hub_file
 from dml_pipelines.core.models.weights import BNINCEPTION_URL as IMAGENET_URL
+from dml_pipelines.core.models.weights import hub_file
 
+#: what the Caffe-converted weights expect of the input (``weights.INPUT_CONVENTIONS``)
+INPUT_CONVENTION = "caffe"
 #: suffix of the converted copy in the hub cache
 CONVERTED = ".dml.pt"
 
@@ -171,25 +175,3 @@ def imagenet_weights(url: str = IMAGENET_URL) -> Path:
     torch.save(state, part)
     os.replace(part, converted)
     return converted
-
-
-@BACKBONES.register("bninception")
-def bninception(
-    pretrained: bool = False,
-    weights: str | None = None,
-    weights_url: str | None = None,
-) -> FeatureBackbone:
-    """BN-Inception -> (B, 1024, H/32, W/32); ``pretrained`` loads ``weights``
-    (a file) or else the ImageNet weights at ``weights_url`` (default
-    :data:`IMAGENET_URL`) through torch's hub cache."""
-    net = BNInception()
-    if pretrained:
-        if weights and weights_url:
-            raise ValueError(
-                "backbone.args: give weights (a file) or weights_url, not both"
-            )
-        load_weights(net, weights or imagenet_weights(weights_url or IMAGENET_URL))
-    elif weights or weights_url:
-        key = "weights" if weights else "weights_url"
-        raise ValueError(f"backbone.args.{key}: given but backbone.pretrained is false")
-    return FeatureBackbone(net, BNInception.out_channels)

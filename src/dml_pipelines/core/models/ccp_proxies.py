@@ -1,7 +1,8 @@
 """CCP proxy (re-)selection (docs/methods/ccp.md): a pool of b training
 images per class, embedded by the current network in inference mode (raw head
 output), and a greedy k-center per class seeded by the previous proxies, batched
-over classes (one loop over the M picks, none over the classes)."""
+over classes (one loop over the M picks, none over the classes): the shared
+``core/models/kcenter.py::greedy_k_center``, whose defaults are CCP's."""
 
 from __future__ import annotations
 
@@ -11,42 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-
-def greedy_k_center(
-    pool: torch.Tensor, seeds: torch.Tensor, k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Farthest-point selection per class, seeded (seeds are not kept).
-
-    Args:
-        pool: (C, b, D) candidate embeddings of each class.
-        seeds: (C, S, D) the previous proxies of each class (S ≥ 1; zeros at the
-            first initialisation: the first pick is then the largest-norm item).
-        k: picks per class (M).
-
-    Returns:
-        The picks (C, k, D) (rows of ``pool``, copied exactly) and their pool
-        positions (C, k). Each step takes j* = argmax_j min_q ‖x_j − q‖² over the
-        seeds and the items already picked (first index on ties).
-    """
-    if pool.ndim != 3 or seeds.ndim != 3 or seeds.shape[::2] != pool.shape[::2]:
-        raise ValueError(
-            f"greedy_k_center: pool {tuple(pool.shape)} and seeds "
-            f"{tuple(seeds.shape)} must be (C, b, D) and (C, S, D)"
-        )
-    if k < 1 or k > pool.shape[1]:
-        raise ValueError(f"greedy_k_center: k = {k} picks from {pool.shape[1]} items")
-    mind = torch.cdist(
-        pool, seeds.to(pool.dtype), compute_mode="donot_use_mm_for_euclid_dist"
-    )
-    mind = mind.square().amin(dim=2)  # (C, b)
-    rows = torch.arange(pool.shape[0], device=pool.device)
-    picks = torch.empty(pool.shape[0], k, dtype=torch.long, device=pool.device)
-    for m in range(k):
-        j = mind.argmax(dim=1)
-        picks[:, m] = j
-        d = (pool - pool[rows, j][:, None]).square().sum(dim=2)
-        mind = torch.minimum(mind, d)
-    return pool[rows[:, None], picks], picks
+# the one greedy k-center, with CCP's settings as its defaults (imported from here)
+from dml_pipelines.core.models.kcenter import greedy_k_center as greedy_k_center
 
 
 def draw_pool(

@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from dml_pipelines.core.config import Component
-from dml_pipelines.core.methods.gsp_config import check_pooling_args
+from dml_pipelines.core.models.gsp_pooling_options import check_pooling_args
 from dml_pipelines.core.models.gsp_transport import lipschitz_normalize, transport_plan
+from dml_pipelines.core.models.kcenter import DEFAULT, greedy_k_center
 from dml_pipelines.core.models.pooling import POOLINGS
 
 #: ``weighted_gem``: initial power and input floor (the TF ``gmeanp``)
@@ -42,20 +43,14 @@ def with_embedding_dim(cfg: Any) -> Any:
 
 
 def greedy_kcenter(points: torch.Tensor, seeds: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices (k,) into ``points`` (N, D) picked by farthest-point selection:
-    each pick maximises the minimum squared L2 distance to ``seeds`` (S, D) ∪
-    the points already picked; a picked index is never picked again."""
-    if k > len(points):
-        raise ValueError(f"k-center: {k} picks from {len(points)} points")
-    min_d = torch.cdist(points, seeds).pow(2).amin(dim=1)
-    picked = []
-    for _ in range(k):
-        i = int(torch.argmax(min_d))
-        picked.append(i)
-        d = (points - points[i]).pow(2).sum(dim=1)
-        min_d = torch.minimum(min_d, d)
-        min_d[i] = -1.0
-    return torch.tensor(picked, dtype=torch.long, device=points.device)
+    """Indices (k,) into ``points`` (N, D) picked by farthest-point selection
+    (``core/models/kcenter.py``) as the TF layer: each pick maximises the
+    minimum squared L2 distance to ``seeds`` (S, D) ∪ the points already picked
+    (torch's default ``cdist``); a picked index is never picked again."""
+    if k == 0:  # one prototype from the classifier: row 0 only
+        return torch.zeros(0, dtype=torch.long, device=points.device)
+    _, picks = greedy_k_center(points[None], seeds[None], k, DEFAULT, distinct=True)
+    return picks[0]
 
 
 def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
@@ -72,6 +67,8 @@ def apply_head(fmap: torch.Tensor, head: nn.Module) -> torch.Tensor:
 @POOLINGS.register("gsp")
 class GeneralizedSumPooling(nn.Module):
     """GSP layer. Args (config ``pooling.args``):
+
+    (checked by ``gsp_pooling_options.check_pooling_args``)
 
     dim: D, the head's output size (the ``gsp`` method sets it to
         ``embedding_dim``; give it when another method uses this pooling).
