@@ -24,10 +24,10 @@ first, then each callback's in list order)::
       finite check, last.pt, best.pt     ModelCheckpoint, in on_train_epoch_end
     on_fit_end(trainer)                  on_train_end, on_fit_end
 
-Differences from Lightning that the methods rely on: the method's hook runs
-before the callbacks' (Lightning calls callbacks first): CCP's regulariser
-λ(θ − θ̄) enters the gradients in ``on_before_optimizer_step`` before the
-configured gradient transforms (a callback) clip them. The scheduler steps before
+Where the order differs from Lightning's: the method's hook runs before the
+callbacks' (Lightning calls callbacks first), so CCP's regulariser λ(θ − θ̄)
+enters the gradients in ``on_before_optimizer_step`` before the configured
+gradient transforms (a callback) clip them; the scheduler steps before
 ``on_train_epoch_end``, which sees the next epoch's lr on the optimiser (the row
 holds the epoch's own ``lr``).
 
