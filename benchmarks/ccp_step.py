@@ -1,7 +1,7 @@
 """Costs of ``ccp`` (specs/methods/ccp.md) against its plain baseline (the same
 pair loss without proxies or projection, specs/baselines.md §1.2).
 
-* step: forward + backward (+ the method's ``on_after_backward``) + Adam step on
+* step: forward + backward (+ the method's ``on_before_optimizer_step``) + Adam step on
   random images, same backbone, batch and optimiser for every row: the plain C2
   baseline, CCP in its first instance (λ = 0) and CCP after a projection (λ > 0,
   the regulariser on every network weight). Small CNN at 32×32, batch 64, C = 45
@@ -94,7 +94,7 @@ def step_fn(method: str, lam: float):
         loss, _ = m.training_loss(images, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        m.on_after_backward(None)
+        m.on_before_optimizer_step(None)
         opt.step()
 
     return step

@@ -24,7 +24,7 @@ def _switches(values: np.ndarray, lag: int) -> list[int]:
     method.select_proxies = lambda trainer, seeds: None
     for epoch, value in enumerate(values):
         before = int(method.instance)
-        method.on_epoch_end(None, epoch, {method.monitor: float(value)})
+        method.on_train_epoch_end(None, epoch, {method.monitor: float(value)})
         if int(method.instance) > before:
             ended.append(epoch)
     return ended

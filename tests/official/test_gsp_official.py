@@ -104,7 +104,7 @@ def test_zsr_fixture_tells_the_options_apart():
 def test_c1_memory_zsr_chain_matches_official():
     """``--loss=zsr/xbm/original_contrastive`` step by step: (1 − w)(C1 +
     memory term) + w·L_ZS, the memory term on from step ``start_at +
-    batches_in_mem − 1``; the memory is fed as ``GSP.on_step_end`` does."""
+    batches_in_mem − 1``; the memory is fed as ``GSP.on_train_batch_end`` does."""
     meta, a = load("gsp_loss_chain.npz")
     b = a["labels"].shape[1]
     loss_cfg = GspConfig(method="gsp").loss  # default: C1, margin 0.5, eps 1e-5
@@ -147,7 +147,7 @@ def test_prototype_initialisation_matches_official():
     """Training steps of the layer: GAP and zero attributes while the memory of
     clipped GAP rows fills (a batch that does not fit overwrites the last rows,
     as ``fill_memory``), k-center prototypes once it is full, then transport.
-    The memory is fed through ``observe`` as ``GSP.on_step_end`` does."""
+    The memory is fed through ``observe`` as ``GSP.on_train_batch_end`` does."""
     meta, a = load("gsp_init.npz")
     t = {k: torch.from_numpy(v) for k, v in a.items()}
     pool = pool_from(meta, init_memory_size=meta["init_memory_size"])

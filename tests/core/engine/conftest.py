@@ -72,9 +72,9 @@ class Kill(Callback):
     def __init__(self, at):
         self.at, self.epoch = at, None
 
-    def on_epoch_start(self, trainer, epoch):
+    def on_train_epoch_start(self, trainer, epoch):
         self.epoch = epoch
 
-    def on_step_end(self, trainer, logs, step):
-        if self.epoch == self.at and step % len(trainer.loader) == 1:
+    def on_train_batch_end(self, trainer, outputs):
+        if self.epoch == self.at and outputs.step == 1:
             raise KeyboardInterrupt

@@ -1,11 +1,16 @@
 """The trainer's extension points, each through a real ``Trainer.fit``."""
 
+import inspect
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
 
+from dml_pipelines.core.engine import hooks
 from dml_pipelines.core.engine.callbacks import Callback, EarlyStopping
+from dml_pipelines.core.engine.hooks import HOOK_ORDER, TrainerView
 from dml_pipelines.core.engine.trainer import load_checkpoint
 
 from .conftest import (
@@ -33,19 +38,19 @@ class Recorder(Callback):
     def on_fit_start(self, trainer):
         self.calls.append("fit_start")
 
-    def on_epoch_start(self, trainer, epoch):
+    def on_train_epoch_start(self, trainer, epoch):
         self.calls.append(f"epoch_start{epoch}")
 
-    def on_after_backward(self, trainer):
+    def on_before_optimizer_step(self, trainer):
         grads = [p.grad for p in trainer.method.parameters() if p.grad is not None]
         assert grads  # gradients exist before the step
-        self.calls.append("after_backward")
+        self.calls.append("before_optimizer_step")
 
-    def on_step_end(self, trainer, logs, global_step):
+    def on_train_batch_end(self, trainer, outputs):
         self.count += 1
-        self.calls.append(("step_end", global_step, sorted(logs)))
+        self.calls.append(("batch_end", outputs.global_step, sorted(outputs.logs)))
 
-    def on_epoch_end(self, trainer, epoch, metrics):
+    def on_train_epoch_end(self, trainer, epoch, metrics):
         self.calls.append(f"epoch_end{epoch}")
 
     def on_fit_end(self, trainer):
@@ -65,8 +70,8 @@ def test_hook_order_step_logs_and_global_step():
     steps = len(trainer.loader)
     assert rec.calls[0] == "fit_start" and rec.calls[-1] == "fit_end"
     assert rec.calls[1] == "epoch_start0"
-    assert rec.calls[2] == "after_backward"
-    assert rec.calls[3] == ("step_end", 0, ["loss"])
+    assert rec.calls[2] == "before_optimizer_step"
+    assert rec.calls[3] == ("batch_end", 0, ["loss"])
     ends = [c for c in rec.calls if isinstance(c, tuple)]
     assert [c[1] for c in ends] == list(range(2 * steps))
     assert rec.calls.index("epoch_end0") < rec.calls.index("epoch_start1")
@@ -76,8 +81,8 @@ class LoggingMethodCheck(Callback):
     def __init__(self):
         self.contexts = []
 
-    def on_step_end(self, trainer, logs, global_step):
-        self.contexts.append(logs)
+    def on_train_batch_end(self, trainer, outputs):
+        self.contexts.append(outputs.logs)
 
 
 def test_training_loss_receives_the_step_context():
@@ -101,6 +106,73 @@ def test_training_loss_receives_the_step_context():
     assert all(logs["spy"] == 1.0 and "loss" in logs for logs in check.contexts)
 
 
+def documented_order(text):
+    """The hooks a table lists, in its order (``on_x(`` entries)."""
+    return tuple(dict.fromkeys(re.findall(r"\b(on_[a-z_]+)\(", text)))
+
+
+def test_the_calls_of_one_fit_follow_the_documented_table():
+    """The module docstring's table and docs/architecture.md's "Hooks" list the
+    hooks in ``HOOK_ORDER``; a fit calls them in that order, each time the
+    method's hook before the callbacks'."""
+    assert documented_order(inspect.getdoc(hooks)) == HOOK_ORDER
+    doc = (Path(__file__).parents[3] / "docs/architecture.md").read_text()
+    section = doc.split("\n### Hooks", 1)[1].split("\n#", 1)[0]
+    assert documented_order(section) == HOOK_ORDER
+    calls = []
+
+    class Log(Callback):
+        pass
+
+    trainer = _trainer(make_cfg(training={"epochs": 1}), callbacks=[Log()])
+    for name in HOOK_ORDER:
+        for who, obj in (
+            ("method", trainer.method),
+            ("callback", trainer.callbacks[0]),
+        ):
+            setattr(obj, name, lambda *a, n=name, w=who: calls.append((n, w)))
+    trainer.fit()
+    assert [w for _, w in calls] == ["method", "callback"] * (len(calls) // 2)
+    names = [n for n, w in calls if w == "method"]
+    steps = len(trainer.loader)
+    assert names == [*HOOK_ORDER[:2], *HOOK_ORDER[2:4] * steps, *HOOK_ORDER[4:]]
+
+
+def test_the_trainer_is_the_typed_view_hooks_see():
+    seen = []
+
+    class Look(Callback):
+        def on_fit_start(self, trainer):
+            seen.append(trainer)
+
+    trainer = _trainer(make_cfg(training={"epochs": 1}), callbacks=[Look()])
+    trainer.fit()
+    assert seen == [trainer] and isinstance(trainer, TrainerView)
+    assert trainer.train_dataset is trainer.loader.dataset
+    assert trainer.loader_workers == 0
+
+
+def test_before_optimizer_step_sees_the_final_gradients_before_the_step():
+    """Gradients dropped in the hook leave every weight as it was: the hook runs
+    after backward and before the optimiser step."""
+    grads = []
+
+    class Drop(Callback):
+        def on_before_optimizer_step(self, trainer):
+            params = [p for p in trainer.method.parameters() if p.grad is not None]
+            grads.append(len(params))
+            for p in params:
+                p.grad = None
+
+    trainer = _trainer(make_cfg(training={"epochs": 1}), callbacks=[Drop()])
+    before = dict(trainer.method.named_parameters())
+    before = {k: v.detach().clone() for k, v in before.items()}
+    trainer.fit()
+    assert len(grads) == trainer.global_step and min(grads) > 0
+    for k, v in trainer.method.named_parameters():
+        assert torch.equal(v, before[k]), k
+
+
 def test_gradient_transforms_run_in_order_before_the_step():
     cfg = make_cfg(
         training={"epochs": 1},
@@ -115,7 +187,7 @@ def test_gradient_transforms_run_in_order_before_the_step():
     seen = []
 
     class After(Callback):  # user callbacks run after the config's transforms
-        def on_after_backward(self, trainer):
+        def on_before_optimizer_step(self, trainer):
             g = [p.grad for p in trainer.method.parameters() if p.grad is not None]
             seen.append(max(float(x.abs().max()) for x in g))
 
@@ -135,7 +207,7 @@ def test_gradient_transform_formulas():
             ("clip_norm", {"max_norm": 2.5}),  # norm 5 -> [2, -1.5]
             ("clip_value", {"clip_value": 1.8}),  # -> [1.8, -1.5]
         ]
-    ).on_after_backward(type("T", (), {"optimizer": opt})())
+    ).on_before_optimizer_step(type("T", (), {"optimizer": opt})())
     torch.testing.assert_close(p.grad, torch.tensor([1.8, -1.5]), atol=1e-5, rtol=0)
 
 
@@ -152,7 +224,7 @@ def test_freeze_bn_keeps_every_bn_parameter_and_statistic_through_training():
     modes = []
 
     class BNMode(Callback):
-        def on_after_backward(self, trainer):
+        def on_before_optimizer_step(self, trainer):
             bns = [
                 m
                 for m in trainer.method.modules()
@@ -201,7 +273,7 @@ def test_early_stopping_stops_and_restores_the_best_weights(tmp_path):
     snaps = []
 
     class Snap(Callback):
-        def on_epoch_end(self, trainer, epoch, metrics):
+        def on_train_epoch_end(self, trainer, epoch, metrics):
             snaps.append(weights(trainer.method))
 
     trainer = _trainer(
@@ -219,7 +291,7 @@ def test_early_stopping_on_another_metric_keeps_its_own_best_copy():
     snaps, losses = [], iter([5.0, 1.0, 2.0, 3.0, 4.0, 5.0])
 
     class Snap(Callback):
-        def on_epoch_end(self, trainer, epoch, metrics):
+        def on_train_epoch_end(self, trainer, epoch, metrics):
             metrics["fake_loss"] = next(losses)
             snaps.append(weights(trainer.method))
 
@@ -266,7 +338,7 @@ class Kill(Callback):
     def __init__(self, at):
         self.at = at
 
-    def on_epoch_end(self, trainer, epoch, metrics):
+    def on_train_epoch_end(self, trainer, epoch, metrics):
         if epoch == self.at:
             trainer._save(False)  # the trainer checkpoints after the hooks
             raise KeyboardInterrupt

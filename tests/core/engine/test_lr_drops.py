@@ -38,7 +38,7 @@ class Probe(Callback):
     def __init__(self, best_path):
         self.best_path, self.seen = best_path, {}
 
-    def on_epoch_start(self, trainer, epoch):
+    def on_train_epoch_start(self, trainer, epoch):
         best = (
             load_checkpoint(self.best_path)["model"]
             if self.best_path.exists()
@@ -93,7 +93,7 @@ def test_factors_are_relative_to_the_base_lr_and_persist_between_drops():
     cb = ReloadBestLrDrops([(2, 0.1), (4, 0.01)])
     lrs = {}
     for epoch in range(5):
-        cb.on_epoch_start(trainer, epoch)
+        cb.on_train_epoch_start(trainer, epoch)
         lrs[epoch + 1] = trainer.optimizer.param_groups[0]["lr"]
     assert lrs == {
         1: BASE_LR,
@@ -107,7 +107,7 @@ def test_factors_are_relative_to_the_base_lr_and_persist_between_drops():
 def test_with_last_selection_a_drop_only_changes_the_lr():
     trainer = _bare_trainer()
     before = weights(trainer.method)
-    ReloadBestLrDrops([(3, 0.1)]).on_epoch_start(trainer, 2)
+    ReloadBestLrDrops([(3, 0.1)]).on_train_epoch_start(trainer, 2)
     assert same_weights(weights(trainer.method), before)
     assert [g["lr"] for g in trainer.optimizer.param_groups] == [BASE_LR * 0.1]
 

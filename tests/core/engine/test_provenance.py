@@ -144,11 +144,11 @@ class PoisonLastStep(Callback):
     def __init__(self, at):
         self.at, self.epoch = at, None
 
-    def on_epoch_start(self, trainer, epoch):
+    def on_train_epoch_start(self, trainer, epoch):
         self.epoch = epoch
 
-    def on_step_end(self, trainer, logs, step):
-        last = (step + 1) % len(trainer.loader) == 0
+    def on_train_batch_end(self, trainer, outputs):
+        last = outputs.step + 1 == len(trainer.loader)
         if self.epoch == self.at and last:
             with torch.no_grad():
                 next(trainer.method.parameters()).fill_(float("nan"))

@@ -116,7 +116,7 @@ def test_validation_selection_keeps_best_epoch(tmp_path):
     snapshots = []
 
     class Snap(Callback):
-        def on_epoch_end(self, trainer, epoch, metrics):
+        def on_train_epoch_end(self, trainer, epoch, metrics):
             snapshots.append(weights(trainer.method))
 
     trainer = _trainer(

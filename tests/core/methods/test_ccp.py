@@ -4,6 +4,7 @@ the lagged monitor), network continuity, gradient order; training through the
 real ``Trainer`` with resume; config defaults and the YAML recipes."""
 
 import math
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.data.samplers import PKSampler
 from dml_pipelines.core.engine.callbacks import Callback
+from dml_pipelines.core.engine.hooks import TrainerView
 from dml_pipelines.core.engine.optim import build_optimizer
 from dml_pipelines.core.engine.trainer import Trainer
 from dml_pipelines.core.methods.ccp import CCP
@@ -65,13 +67,16 @@ def loader(seed=0):
 
 
 def fake_trainer(method, cfg):
+    """The ``TrainerView`` members CCP uses (and the loader, for the tests)."""
     opt = build_optimizer(method.param_groups(cfg.optimizer), cfg.optimizer)
+    train = loader()
     return SimpleNamespace(
-        loader=loader(),
+        loader=train,
+        train_dataset=train.dataset,
+        loader_workers=0,
         normalize=normalize,
         device=torch.device("cpu"),
-        use_amp=False,
-        tcfg=cfg.training,
+        autocast=lambda: torch.autocast("cpu", enabled=False),
         optimizer=opt,
     )
 
@@ -141,7 +146,7 @@ def run_sequence(method, trainer, values, weights=None):
         if weights is not None:
             weights.append(network(method))
         k = int(method.instance)
-        method.on_epoch_end(trainer, epoch, {"loss": 1.0, "val/map@r": v})
+        method.on_train_epoch_end(trainer, epoch, {"loss": 1.0, "val/map@r": v})
         if int(method.instance) > k:
             switches.append(epoch)
         perturb(method)
@@ -194,7 +199,7 @@ def test_projection_keeps_the_network_and_reselects_around_the_best_proxies():
     method, cfg = make(instance_patience=1, reset_proxy_optimizer_state=True)
     trainer = fake_trainer(method, cfg)
     method.on_fit_start(trainer)
-    method.on_epoch_end(trainer, 0, {"val/map@r": 0.5})
+    method.on_train_epoch_end(trainer, 0, {"val/map@r": 0.5})
     best = method.best_proxies.clone()
     assert torch.equal(best, method.proxies.detach())
     perturb(method)
@@ -212,7 +217,7 @@ def test_projection_keeps_the_network_and_reselects_around_the_best_proxies():
         original(tr, seeds)
 
     method.select_proxies = spy
-    method.on_epoch_end(trainer, 1, {"val/map@r": 0.4})
+    method.on_train_epoch_end(trainer, 1, {"val/map@r": 0.4})
     assert int(method.instance) == 1
     for p, w in zip(method.network, current, strict=True):
         assert torch.equal(p, w)  # §10.7: not reset to θ_best
@@ -308,7 +313,7 @@ class Crash(Callback):
     def __init__(self, at):
         self.at = at
 
-    def on_epoch_start(self, trainer, epoch):
+    def on_train_epoch_start(self, trainer, epoch):
         if epoch == self.at:
             raise RuntimeError("killed")
 
@@ -418,6 +423,26 @@ def test_gradient_order_regulariser_is_clipped_with_the_loss_gradient():
     for p, b in zip(method.network, before, strict=True):
         change = (p.detach() - b).abs().max()
         assert 0 < change <= steps * clip * 1.001 + 1e-6
+
+
+def test_proxy_selection_through_the_trainer_view_without_run_py(monkeypatch):
+    """The pool is drawn from ``TrainerView.train_dataset`` and embedded with the
+    view's normalisation and autocast; ``core/engine/run.py`` is not imported."""
+    monkeypatch.setitem(sys.modules, "dml_pipelines.core.engine.run", None)
+    cfg = config(instance_patience=1, training={"epochs": 2})
+    torch.manual_seed(0)
+    method = build_method(cfg, C)
+    trainer = Trainer(
+        method, loader(), normalize, cfg, validate=lambda m: {"map@r": 0.5}
+    )
+    assert isinstance(trainer, TrainerView)
+    modes = []  # the method's mode at each autocast: eval for the pool
+    autocast = trainer.autocast
+    trainer.autocast = lambda: modes.append(method.training) or autocast()
+    trainer.fit()
+    assert int(method.instance) == 1  # the first pick and one switch
+    assert modes.count(False) == 2 and modes.count(True) == trainer.global_step
+    check_proxies_are_pool_embeddings(method)
 
 
 def test_export_holds_inference_weights_only():
@@ -577,7 +602,7 @@ def test_bad_keys_are_one_line_errors(over, message):
 def test_missing_monitor_is_a_key_error_naming_the_key():
     method, cfg = make()
     with pytest.raises(KeyError, match="ccp.monitor"):
-        method.on_epoch_end(fake_trainer(method, cfg), 0, {"loss": 1.0})
+        method.on_train_epoch_end(fake_trainer(method, cfg), 0, {"loss": 1.0})
 
 
 def test_glorot_head_init_has_the_glorot_bound():

@@ -13,6 +13,7 @@ import yaml
 
 from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.callbacks import Callback
+from dml_pipelines.core.engine.hooks import StepContext, StepOutput
 from dml_pipelines.core.engine.optim import build_optimizer
 from dml_pipelines.core.engine.trainer import Trainer, load_checkpoint
 from dml_pipelines.core.losses.gsp_zsr import ZeroShotRegressionLoss
@@ -54,8 +55,10 @@ def initialise(method, seed=1):
     """Fill the GAP memory through the step hook (as the trainer does)."""
     method.train()
     for s in range(2):
-        method.training_loss(*batch(seed + s))
-        method.on_step_end(None, {}, s)
+        ctx = StepContext(global_step=s, step=s)
+        loss, logs = method.training_loss(*batch(seed + s), ctx)
+        out = StepOutput(loss.detach(), logs, ctx.outputs, s, s)
+        method.on_train_batch_end(None, out)
     assert bool(method.embedder.pooling.initialized)
 
 
@@ -150,8 +153,8 @@ class Recorder(Callback):
     def __init__(self):
         self.logs = []
 
-    def on_step_end(self, trainer, logs, global_step):
-        self.logs.append(dict(logs))
+    def on_train_batch_end(self, trainer, outputs):
+        self.logs.append(dict(outputs.logs))
 
 
 def trainer_for(cfg, tmp_path=None, callbacks=None):
@@ -179,6 +182,36 @@ def test_trains_two_epochs_hooks_initialise_prototypes_and_fill_the_memory():
     zsr = [r["zsr"] for r in rec.logs]
     assert zsr[0] == pytest.approx(math.log(6), abs=1e-5)  # before the prototypes
     assert zsr[-1] != pytest.approx(math.log(6), abs=1e-3)  # GSP attributes now
+
+
+class Outputs(Callback):
+    """Each step's outputs and the memory after the method's hook (which runs
+    before the callbacks')."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_train_batch_end(self, trainer, outputs):
+        memory = trainer.method.memory
+        self.steps.append((outputs, memory.embeddings.clone(), int(memory.pointer)))
+
+
+def test_the_end_of_step_hook_gets_the_steps_tensors_and_enqueues_them():
+    _, cfg = make(training={"device": "cpu", "epochs": 2})
+    rec = Outputs()
+    trainer = trainer_for(cfg, callbacks=[rec])
+    trainer.fit()
+    size = trainer.method.memory.embeddings.shape[0]
+    assert [o.global_step for o, _, _ in rec.steps] == list(range(len(rec.steps)))
+    for out, memory, pointer in rec.steps:
+        t = out.tensors
+        assert set(t) == {"embeddings", "labels", "gap"}
+        assert t["embeddings"].shape == (8, 8) and t["labels"].shape == (8,)
+        assert not any(v.requires_grad for v in t.values())
+        assert out.logs["loss"] == float(out.loss)
+        rows = (pointer - 8 + torch.arange(8)) % size  # the rows just written
+        assert torch.equal(memory[rows], t["embeddings"])
+    assert not hasattr(trainer.method, "_pending")  # nothing kept between calls
 
 
 def test_resume_after_a_kill_equals_the_uninterrupted_run(tmp_path):

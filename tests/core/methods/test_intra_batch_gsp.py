@@ -172,14 +172,14 @@ class Snapshot(Callback):
     def __init__(self):
         self.protos, self.logs = None, []
 
-    def on_after_backward(self, trainer):
+    def on_before_optimizer_step(self, trainer):
         if self.protos is None:
             pool = trainer.method.embedder.pooling
             self.protos = pool.prototypes.detach().clone()
             self.weight = trainer.method.classifier.weight.detach().clone()
 
-    def on_step_end(self, trainer, logs, global_step):
-        self.logs.append(dict(logs))
+    def on_train_batch_end(self, trainer, outputs):
+        self.logs.append(dict(outputs.logs))
 
 
 def test_one_epoch_through_the_trainer_trains_prototypes_and_class_embeddings():

@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from dml_pipelines.core.config import parse_method_config
+from dml_pipelines.core.engine.hooks import StepOutput
 from dml_pipelines.core.engine.trainer import Trainer, load_checkpoint
 from dml_pipelines.core.methods.pfml import PFML, EmbeddingCollapseError
 from dml_pipelines.core.methods.pfml_config import PFMLConfig
@@ -299,40 +300,45 @@ def test_collapse_threshold_is_a_tenth_of_the_smaller_radius(att, rep):
 # --- the collapse watch's hooks, called directly -----------------------------------
 
 
+def step_output(logs, step):
+    """The end-of-step hook's argument for step ``step`` with ``logs``."""
+    return StepOutput(torch.tensor(1.0), logs, {}, step, step)
+
+
 def test_step_hook_keeps_only_finite_distances():
     method, _ = make()
-    method.on_epoch_start(None, 0)
-    method.on_step_end(None, {"loss": 1.0}, 0)  # no distance logged
-    method.on_step_end(None, {"neg_distance": float("nan")}, 1)  # one class
-    method.on_step_end(None, {"neg_distance": 0.5}, 2)
+    method.on_train_epoch_start(None, 0)
+    method.on_train_batch_end(None, step_output({"loss": 1.0}, 0))  # no distance
+    method.on_train_batch_end(None, step_output({"neg_distance": math.nan}, 1))
+    method.on_train_batch_end(None, step_output({"neg_distance": 0.5}, 2))
     assert method.neg_distances == [0.5]
-    method.on_epoch_start(None, 1)
+    method.on_train_epoch_start(None, 1)
     assert method.neg_distances == []
 
 
 def test_epoch_hook_averages_logs_and_raises_below_the_threshold(caplog):
     method, _ = make()
     method.collapse_threshold = 0.3
-    method.on_epoch_end(None, 0, {})  # no step seen: nothing to judge
+    method.on_train_epoch_end(None, 0, {})  # no step seen: nothing to judge
     assert math.isnan(method.epoch_neg_distance)
     method.neg_distances = [0.5, 0.7]
     with caplog.at_level(logging.INFO, logger="dml_pipelines.core.methods.pfml"):
-        method.on_epoch_end(None, 2, {})
+        method.on_train_epoch_end(None, 2, {})
     assert method.epoch_neg_distance == pytest.approx(0.6)
     messages = [r.getMessage() for r in caplog.records if r.name.endswith(".pfml")]
     assert messages == ["pfml epoch 3: mean different-class distance 0.6000"]
     method.neg_distances = [0.2, 0.3]
     with pytest.raises(EmbeddingCollapseError) as info:
-        method.on_epoch_end(None, 4, {})
+        method.on_train_epoch_end(None, 4, {})
     assert str(info.value) == (
         "pfml.collapse_check: mean different-class distance 0.25 < δ/10 = 0.3 in "
         "epoch 5: the embeddings collapsed (check pfml.delta and the repulsion)"
     )
     method.neg_distances = [0.3]  # at the threshold: no collapse
-    method.on_epoch_end(None, 5, {})
+    method.on_train_epoch_end(None, 5, {})
     method.collapse_threshold = None  # the check off: only logged
     method.neg_distances = [1e-6]
-    method.on_epoch_end(None, 6, {})
+    method.on_train_epoch_end(None, 6, {})
     assert method.epoch_neg_distance == pytest.approx(1e-6)
 
 
@@ -361,5 +367,6 @@ def test_method_defaults_without_the_builder():
     plain = PFML(method.embedder, method.criterion)
     assert plain.proxy_lr_multiplier == 100.0 and plain.collapse_threshold is None
     assert plain.neg_distances == [] and math.isnan(plain.epoch_neg_distance)
-    plain.on_step_end(None, {"neg_distance": 0.4}, 0)  # before any epoch start
+    # before any epoch start
+    plain.on_train_batch_end(None, step_output({"neg_distance": 0.4}, 0))
     assert plain.neg_distances == [0.4]

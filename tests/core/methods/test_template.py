@@ -55,7 +55,7 @@ def test_toy_method_trains_through_the_real_trainer():
     history = trainer.fit()
     steps = len(trainer.loader)
     assert len(history) == 4  # early stopping after 2 epochs without gain
-    assert method.after_backward_calls == 4 * steps
+    assert method.before_step_calls == 4 * steps
     assert method.memory_steps[0] == 3  # the step context gates the memory
     assert int(method.filled) == 16 and set(method.mem_labels.tolist()) <= set(range(6))
     assert any(isinstance(c, EarlyStopping) for c in trainer.callbacks)

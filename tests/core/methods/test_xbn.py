@@ -13,7 +13,8 @@ from pytorch_metric_learning import distances, losses, reducers
 
 from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.callbacks import Callback
-from dml_pipelines.core.engine.trainer import StepContext, Trainer
+from dml_pipelines.core.engine.hooks import StepContext
+from dml_pipelines.core.engine.trainer import Trainer
 from dml_pipelines.core.methods.registry import build_method
 from dml_pipelines.core.methods.xbn import CrossBatchNorm
 from dml_pipelines.core.methods.xbn_config import XbnConfig
@@ -299,8 +300,8 @@ class Logs(Callback):
     def __init__(self):
         self.rows = []
 
-    def on_step_end(self, trainer, logs, step):
-        self.rows.append(dict(logs))
+    def on_train_batch_end(self, trainer, outputs):
+        self.rows.append(dict(outputs.logs))
 
 
 def trainer(cfg, tmp_path=None, callbacks=None):

@@ -1,6 +1,7 @@
 """A test-only method written against the template alone: a memory-bank
 contrastive loss. It uses the step context (memory terms only from a start
-step), the step logs, ``on_after_backward``, pair-loss references with
+step, the step's outputs for ``on_train_batch_end``), the step logs,
+``on_before_optimizer_step``, pair-loss references with
 ``exclude_self`` and an exported state without its memory. Registered from the
 test package by ``register()``; nothing in ``core/engine``, ``core/config.py`` or
 the pipelines knows it."""
@@ -37,8 +38,7 @@ class ToyMemory(Method):
         self.register_buffer("mem_labels", torch.full((memory_size,), -1))
         self.register_buffer("filled", torch.zeros((), dtype=torch.long))
         self.register_buffer("head_ptr", torch.zeros((), dtype=torch.long))
-        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.after_backward_calls = 0
+        self.before_step_calls = 0
         self.memory_steps: list[int] = []
 
     def training_loss(self, images, labels, ctx: Any = None):
@@ -54,15 +54,16 @@ class ToyMemory(Method):
             loss = loss + self.weight * mem_loss
             logs["memory_loss"] = float(mem_loss.detach())
             self.memory_steps.append(step)
-        self._pending = (emb.detach(), labels.detach())
+        if ctx is not None:
+            ctx.output(embeddings=emb, labels=labels)
         return loss, logs
 
-    def on_after_backward(self, trainer):
-        self.after_backward_calls += 1
+    def on_before_optimizer_step(self, trainer):
+        self.before_step_calls += 1
 
     @torch.no_grad()
-    def on_step_end(self, trainer, logs, global_step):
-        emb, labels = self._pending
+    def on_train_batch_end(self, trainer, outputs):
+        emb, labels = outputs.tensors["embeddings"], outputs.tensors["labels"]
         size = self.mem.shape[0]
         idx = (self.head_ptr + torch.arange(len(labels))) % size
         self.mem[idx], self.mem_labels[idx] = emb.to(self.mem), labels

@@ -1,26 +1,8 @@
-"""Engine callbacks: the trainer's extension points (in the spirit of
-Lightning's hook list). The method itself receives every hook too (``Method``
-defines them as no-ops), before the callbacks, in this order per epoch::
-
-    on_fit_start(trainer)                      once, also after a resume
-    on_epoch_start(trainer, epoch)             before the first batch (0-based)
-      per batch:
-        method.training_loss(images, labels, ctx)  -> (loss, logs); ctx: epoch,
-                                                      global_step, step, trainer
-        backward, AMP unscale
-        on_after_backward(trainer)             gradients final, before the step
-        optimizer step
-        on_step_end(trainer, logs, global_step)  logs: "loss" + the method's logs
-    validation, LR scheduler step
-    on_epoch_end(trainer, epoch, metrics)      metrics: loss, lr, val/<metric>
-    checkpoint (last.pt, best.pt)
-    on_fit_end(trainer)                        once, then best weights restored
-
-Control from a hook: ``trainer.stop_training = True`` ends training after the
-current epoch; ``trainer.request_restore_best()`` loads the selected (best)
-weights at the end. State: ``state_dict``/``load_state_dict`` are checkpointed
-under the callback's ``name`` (not its position), so resume works when the list
-of callbacks changes.
+"""Engine callbacks: the trainer's extension points besides the method. A
+callback overrides the hooks of ``core/engine/hooks.py`` it needs (their order,
+against Lightning's, is documented there); ``state_dict``/``load_state_dict``
+are checkpointed under the callback's ``name`` (not its position), so resume
+works when the list of callbacks changes.
 """
 
 from __future__ import annotations
@@ -29,32 +11,7 @@ import copy
 import math
 from typing import Any
 
-
-class Hooks:
-    """The hook methods, all no-ops; shared by ``Callback`` and ``Method`` (the
-    method receives every hook before the callbacks do)."""
-
-    def on_fit_start(self, trainer: Any) -> None:
-        """Before the first epoch (also after a resume)."""
-
-    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
-        """Before epoch ``epoch`` (0-based) draws its first batch."""
-
-    def on_after_backward(self, trainer: Any) -> None:
-        """After backward and the AMP unscale, before the optimiser step."""
-
-    def on_step_end(
-        self, trainer: Any, logs: dict[str, float], global_step: int
-    ) -> None:
-        """After optimiser step ``global_step`` (0-based); ``logs`` holds ``loss``
-        and what ``training_loss`` returned."""
-
-    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
-        """After epoch ``epoch``; ``metrics`` holds the train loss and, when a
-        validation split exists, the validation metrics (``val/map@r`` ...)."""
-
-    def on_fit_end(self, trainer: Any) -> None:
-        """After the last epoch, before the best weights are restored."""
+from dml_pipelines.core.engine.hooks import Hooks, TrainerView
 
 
 class Callback(Hooks):
@@ -110,7 +67,9 @@ class EarlyStopping(Callback):
         self.stopped_epoch: int | None = None
         self.best_weights: dict[str, Any] | None = None
 
-    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
+    def on_train_epoch_end(
+        self, trainer: TrainerView, epoch: int, metrics: dict[str, float]
+    ) -> None:
         if self.metric not in metrics:
             valid = ", ".join(sorted(metrics))
             raise KeyError(
@@ -135,7 +94,7 @@ class EarlyStopping(Callback):
         if self.restore_best:
             trainer.request_restore_best()
 
-    def on_fit_end(self, trainer: Any) -> None:
+    def on_fit_end(self, trainer: TrainerView) -> None:
         if self.restore_best and self.best_weights is not None:
             trainer.method.load_state_dict(self.best_weights)
 

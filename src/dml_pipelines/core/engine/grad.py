@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from dml_pipelines.core.engine.callbacks import Callback
+from dml_pipelines.core.engine.hooks import TrainerView
 from dml_pipelines.core.registry import Registry, call_with_args
 
 GRAD_TRANSFORMS: Registry = Registry("gradient transform")
@@ -77,7 +78,7 @@ def clip_value(clip_value: float) -> GradFn:
 
 class GradTransforms(Callback):
     """Engine callback running the configured transforms in order in
-    ``on_after_backward``.
+    ``on_before_optimizer_step``.
 
     Args:
         specs: ``[(name, args), ...]`` (``optimizer.grad_transforms``).
@@ -94,7 +95,7 @@ class GradTransforms(Callback):
             for i, (name, args) in enumerate(specs)
         ]
 
-    def on_after_backward(self, trainer: Any) -> None:
+    def on_before_optimizer_step(self, trainer: TrainerView) -> None:
         for fn in self.fns:
             fn(trainer.optimizer)
 

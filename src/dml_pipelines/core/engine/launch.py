@@ -136,10 +136,10 @@ class KillOnce(Callback):
     def __init__(self, epoch: int, marker: Path) -> None:
         self.epoch, self.marker, self.now = epoch, marker, 0
 
-    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+    def on_train_epoch_start(self, trainer: Any, epoch: int) -> None:
         self.now = epoch + 1
 
-    def on_step_end(self, trainer: Any, logs: dict, global_step: int) -> None:
+    def on_train_batch_end(self, trainer: Any, outputs: Any) -> None:
         if self.now == self.epoch and not self.marker.exists():
             self.marker.write_text(f"killed rank at epoch {self.epoch}\n")
             os.kill(os.getpid(), signal.SIGKILL)

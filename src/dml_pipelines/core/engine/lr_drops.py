@@ -35,7 +35,7 @@ class ReloadBestLrDrops(Callback):
         active = [f for e, f in self.drops if e <= epoch]
         return active[-1] if active else None
 
-    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+    def on_train_epoch_start(self, trainer: Any, epoch: int) -> None:
         epoch1 = epoch + 1
         if any(e == epoch1 for e, _ in self.drops):
             trainer.reload_best()

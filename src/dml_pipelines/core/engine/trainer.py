@@ -1,7 +1,8 @@
 """The training loop: epochs of P×K batches, optimiser groups, LR schedule,
 warm-up with the backbone frozen, CUDA + AMP when available, a checkpoint every
-epoch (``last.pt`` and ``best.pt``), resume after a kill, and the extension
-points of ``core/engine/callbacks.py`` (the hook order is documented there)."""
+epoch (``last.pt`` and ``best.pt``), resume after a kill, and the hooks of
+``core/engine/hooks.py`` (their order is documented there; the Trainer is the
+``TrainerView`` they see)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,9 @@ import pandas as pd
 import torch
 
 from dml_pipelines.core.engine.callbacks import Callback, EarlyStopping, improved
-from dml_pipelines.core.engine.distributed import Dist, current
+from dml_pipelines.core.engine.distributed import current
 from dml_pipelines.core.engine.grad import grad_transforms_from
+from dml_pipelines.core.engine.hooks import StepContext, StepOutput
 from dml_pipelines.core.engine.optim import build_optimizer, build_scheduler, is_plateau
 from dml_pipelines.core.engine.progress import Progress
 from dml_pipelines.core.engine.threads import apply_thread_policy
@@ -87,25 +88,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ValueError(
             f"checkpoint {path} cannot be loaded: {exc}".splitlines()[0]
         ) from None
-
-
-@dataclass(frozen=True)
-class StepContext:
-    """What ``training_loss`` knows of the loop: 0-based ``epoch``, the global
-    step about to be taken, the step within the epoch, the trainer, and the
-    process group (``dist``). ``all_gather`` turns a per-rank tensor into the
-    global batch's (identity in one process): a method whose maths spans the
-    batch gathers its embeddings and labels with it."""
-
-    epoch: int = 0
-    global_step: int = 0
-    step: int = 0
-    trainer: Any = None
-    dist: Dist = Dist()
-
-    def all_gather(self, x: torch.Tensor) -> torch.Tensor:
-        """(b, ...) per rank -> (N·b, ...) of the global batch, differentiable."""
-        return self.dist.all_gather(x)
 
 
 def _length(loader: Any) -> int | None:
@@ -428,6 +410,22 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr_base"] * factor
 
+    @property
+    def train_dataset(self) -> Any:
+        """The training loader's dataset (``TrainerView``)."""
+        return self.loader.dataset
+
+    @property
+    def loader_workers(self) -> int:
+        """The training loader's worker processes (``TrainerView``)."""
+        return getattr(self.loader, "num_workers", 0)
+
+    def autocast(self) -> torch.autocast:
+        """The training step's autocast: ``training.amp`` on this device."""
+        return torch.autocast(
+            self.device.type, dtype=self.amp_dtype, enabled=self.use_amp
+        )
+
     # -- loop ------------------------------------------------------------------
     def _set_warmup(self, frozen: bool) -> None:
         for p in self._backbone_trainable:
@@ -467,9 +465,7 @@ class Trainer:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = labels.to(self.device, non_blocking=True)
         ctx = StepContext(epoch, self.global_step, step, self, self.dist)
-        with torch.autocast(
-            self.device.type, dtype=self.amp_dtype, enabled=self.use_amp
-        ):
+        with self.autocast():
             loss, logs = self.method.training_loss(images, labels, ctx)
         value = float(loss.detach())
         if not math.isfinite(value):
@@ -487,10 +483,17 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)  # no-op without AMP
         self.dist.average_gradients(list(self.method.parameters()))
-        self._call("on_after_backward")
+        self._call("on_before_optimizer_step")
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self._call("on_step_end", {"loss": value, **logs}, self.global_step)
+        outputs = StepOutput(
+            loss.detach(),
+            {"loss": value, **logs},
+            dict(ctx.outputs),
+            self.global_step,
+            step,
+        )
+        self._call("on_train_batch_end", outputs)
         self.global_step += 1
         return value
 
@@ -518,7 +521,7 @@ class Trainer:
         self._call("on_fit_start")
         while self.epoch < self.tcfg.epochs and not self.stop_training:
             epoch = self.epoch
-            self._call("on_epoch_start", epoch)
+            self._call("on_train_epoch_start", epoch)
             start = time.perf_counter()
             loss = self._train_epoch(epoch)
             row: dict[str, float] = {
@@ -546,7 +549,7 @@ class Trainer:
             elif self.selection_key is None:
                 self.best_epoch = self.epoch
             self.history.append(row)
-            self._call("on_epoch_end", epoch, row)
+            self._call("on_train_epoch_end", epoch, row)
             self._check_finite()
             self._save(better)
             log.info(

@@ -3,8 +3,8 @@
 A method is one ``nn.Module`` holding the embedder, any training-only modules
 (heads, memory banks, proxies) and its criterion, so one ``state_dict`` checkpoints
 all of it (``last.pt``), while ``export_state_dict`` gives the inference weights
-only (``model_state.pt``). The trainer calls ``training_loss`` and, like on every
-callback, the hooks of ``core/engine/callbacks.py`` (no-ops here).
+only (``model_state.pt``). The trainer calls ``training_loss`` and, before
+every callback, the hooks of ``core/engine/hooks.py`` (no-ops here).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from dml_pipelines.core.engine.callbacks import Callback, Hooks
+from dml_pipelines.core.engine.callbacks import Callback
+from dml_pipelines.core.engine.hooks import Hooks, StepContext
 from dml_pipelines.core.models.embedder import Embedder
 
 
@@ -38,12 +39,16 @@ class Method(Hooks, nn.Module, ABC):
 
     @abstractmethod
     def training_loss(
-        self, images: torch.Tensor, labels: torch.Tensor, ctx: Any = None
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        ctx: StepContext | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """(B, 3, H, W) float, (B,) int64 in 0..C−1 -> (scalar loss, logs).
 
         ``ctx`` is the trainer's ``StepContext`` (epoch, global_step, step,
-        trainer); ``None`` outside the trainer."""
+        trainer; ``ctx.output`` hands tensors to ``on_train_batch_end``);
+        ``None`` outside the trainer."""
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -118,7 +123,10 @@ class LossMethod(Method):
         self.criterion = criterion
 
     def training_loss(
-        self, images: torch.Tensor, labels: torch.Tensor, ctx: Any = None
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        ctx: StepContext | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss of the (global) batch: embeddings and labels are gathered
         over the ranks of a multi-process run."""
@@ -126,7 +134,7 @@ class LossMethod(Method):
         return self.criterion(emb, labels), {}
 
 
-def gather(ctx: Any, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def gather(ctx: StepContext | None, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """``ctx.all_gather`` of each tensor (the global batch under several
     processes); unchanged outside the trainer (``ctx`` None)."""
     if ctx is None:

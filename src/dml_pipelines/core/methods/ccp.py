@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from dml_pipelines.core.engine.callbacks import improved
+from dml_pipelines.core.engine.hooks import StepContext, TrainerView
 from dml_pipelines.core.losses import load_all as load_losses
 from dml_pipelines.core.losses.ccp import ProxyPairLoss, proxy_labels
 from dml_pipelines.core.methods.base import Method, gather
@@ -134,7 +135,10 @@ class CCP(Method):
 
     # -- the instance loss -----------------------------------------------------
     def training_loss(
-        self, images: torch.Tensor, labels: torch.Tensor, ctx: Any = None
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        ctx: StepContext | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """(B, 3, H, W), (B,) -> w_p·ℓ(e; N(P)) + w_b·ℓ(e; e), logs."""
         u = self.embedder.embedding(images).float()
@@ -157,22 +161,21 @@ class CCP(Method):
             else:
                 p.grad.add_(reg)
 
-    def on_after_backward(self, trainer: Any) -> None:
+    def on_before_optimizer_step(self, trainer: TrainerView) -> None:
         # the method's hook runs before the callbacks': regulariser, then the
         # configured weight decay and clipping
         self.regularise()
 
     # -- proxy (re-)selection ----------------------------------------------------
     @torch.no_grad()
-    def select_proxies(self, trainer: Any, seeds: torch.Tensor) -> None:
-        """Draw the pool, embed it in inference mode (raw head output) and write
+    def select_proxies(self, trainer: TrainerView, seeds: torch.Tensor) -> None:
+        """Draw the pool from the training data, embed it in inference mode (raw
+        head output, the training step's normalisation and autocast) and write
         the greedy k-center picks (seeded by ``seeds``, m-major (C·M, D)) into
         the proxies in place."""
-        from dml_pipelines.core.engine.run import loader_workers
-
         c, m = self.num_classes, self.proxies_per_class
         b = self.pool_per_class if self.pool_per_class >= m else self.pool_per_class * m
-        dataset = trainer.loader.dataset
+        dataset = trainer.train_dataset
         rng = np.random.default_rng([self.seed, int(self.instance), 0xCC9])
         indices = draw_pool(dataset_labels(dataset), c, b, rng)
         loader = pool_loader(
@@ -181,15 +184,14 @@ class CCP(Method):
             self.pool_batch_size,
             self.augment,
             seed=int(rng.integers(2**31)),
-            num_workers=loader_workers(trainer.tcfg),
+            num_workers=trainer.loader_workers,
         )
         was_training = self.training
         self.eval()
-        device, amp = trainer.device, getattr(trainer, "use_amp", False)
         out = []
-        with torch.autocast(device.type, enabled=amp):
+        with trainer.autocast():
             for images, _ in loader:
-                x = trainer.normalize(images.to(device), self.augment)
+                x = trainer.normalize(images.to(trainer.device), self.augment)
                 out.append(self.embedder.embedding(x).float())
         self.train(was_training)
         pool = torch.cat(out).reshape(c, b, -1)
@@ -198,7 +200,7 @@ class CCP(Method):
         self.last_selection = {"pool": pool, "indices": indices, "picks": where}
 
     # -- the outer loop ------------------------------------------------------------
-    def on_fit_start(self, trainer: Any) -> None:
+    def on_fit_start(self, trainer: TrainerView) -> None:
         """First proxies from zero seeds (skipped after a resume)."""
         self.final = None
         if not bool(self.initialised):
@@ -212,7 +214,9 @@ class CCP(Method):
         self.recent.copy_(torch.cat([self.recent[1:], self.recent.new_tensor([value])]))
         return None if math.isnan(old) else old
 
-    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
+    def on_train_epoch_end(
+        self, trainer: TrainerView, epoch: int, metrics: dict[str, float]
+    ) -> None:
         """Instance bookkeeping on the monitored value; a switch after
         ``patience`` checks without improvement. ``metrics`` is the epoch's
         history row: it gains ``instance``, the 0-based instance the epoch
@@ -240,7 +244,7 @@ class CCP(Method):
         if int(self.wait) >= self.patience:
             self.project(trainer)
 
-    def on_fit_end(self, trainer: Any) -> None:
+    def on_fit_end(self, trainer: TrainerView) -> None:
         # before the trainer reloads the selected epoch's weights and buffers
         self.final = self.summary()
 
@@ -254,7 +258,7 @@ class CCP(Method):
         k = int(self.instance)
         return {"instances": k + 1, "reselections": k, "lambda": float(self.lam)}
 
-    def project(self, trainer: Any) -> None:
+    def project(self, trainer: TrainerView) -> None:
         """End the instance: θ̄ ← θ_best, λ ← λ·decay^k, proxies re-selected
         around the best proxies; the network keeps its current weights."""
         found = bool(self.has_best)

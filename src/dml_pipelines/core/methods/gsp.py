@@ -2,7 +2,10 @@
 ICCV 2023; docs/methods/gsp.md), TF paper-framework semantics: the GSP pooling
 (``core/models/gsp_pooling.py``), a base metric loss on normalise(g) (C1
 contrastive by default) with an optional cross-batch memory, and the ZSR loss on
-the attribute vectors, mixed as (1 − w)·L_DML + w·L_ZS."""
+the attribute vectors, mixed as (1 − w)·L_DML + w·L_ZS. The cross-batch memory
+and the GAP memory are written after the optimiser step from the step's outputs
+(``on_train_batch_end``); the memory term already scores the memory as it will
+be after that write (``core/losses/gsp_xbm.py``)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dml_pipelines.core.engine.hooks import StepContext, StepOutput, TrainerView
 from dml_pipelines.core.losses.gsp_xbm import CrossBatchMemory
 from dml_pipelines.core.losses.gsp_zsr import ZeroShotRegressionLoss
 from dml_pipelines.core.methods.base import Method, gather
@@ -48,12 +52,16 @@ class GSP(Method):
         super().__init__(embedder)
         self.criterion, self.zsr, self.memory = criterion, zsr, memory
         self.zsr_weight, self.mix, self.memory_weight = zsr_weight, mix, memory_weight
-        self._pending: dict[str, torch.Tensor] = {}
 
     def training_loss(
-        self, images: torch.Tensor, labels: torch.Tensor, ctx: Any = None
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        ctx: StepContext | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """(B, 3, H, W), (B,) -> (loss, logs ``dml`` [``xbm``] [``zsr``])."""
+        """(B, 3, H, W), (B,) -> (loss, logs ``dml`` [``xbm``] [``zsr``]); in the
+        trainer the step's outputs ``embeddings``, ``labels`` [``gap``] (global
+        batch) go to ``on_train_batch_end``."""
         feats = self.embedder.features(images)
         emb = normalize_embeddings(feats["embedding"].float(), self.normalization)
         # the global batch under several processes (identity in one)
@@ -70,30 +78,27 @@ class GSP(Method):
             logs["zsr"] = float(zs.detach())
             w = self.zsr_weight
             loss = (1 - w) * loss + w * zs if self.mix == "convex" else loss + w * zs
-        if self.training:  # consumed by on_step_end (memory enqueue, GAP memory)
-            self._pending = {"emb": emb.detach(), "labels": labels.detach()}
+        if ctx is not None:  # for on_train_batch_end (memory enqueue, GAP memory)
+            ctx.output(embeddings=emb, labels=labels)
             if "gap" in feats:
-                (self._pending["gap"],) = gather(ctx, feats["gap"])
+                (gap,) = gather(ctx, feats["gap"])
+                ctx.output(gap=gap)
         return loss, logs
 
-    def on_fit_start(self, trainer: Any) -> None:
+    def on_fit_start(self, trainer: TrainerView) -> None:
         """Initialise the prototypes if the GAP memory is already full."""
         init = getattr(self.embedder.pooling, "initialize_if_full", None)
         if init is not None:
             init()
 
-    def on_step_end(
-        self, trainer: Any, logs: dict[str, float], global_step: int
-    ) -> None:
+    def on_train_batch_end(self, trainer: TrainerView, outputs: StepOutput) -> None:
         """Enqueue the step's embeddings; feed the GAP memory (prototype init)."""
-        pending, self._pending = self._pending, {}
-        if not pending:
-            return
-        if self.memory is not None:
-            self.memory.enqueue(pending["emb"], pending["labels"])
+        out = outputs.tensors
+        if self.memory is not None and "embeddings" in out:
+            self.memory.enqueue(out["embeddings"], out["labels"])
         observe = getattr(self.embedder.pooling, "observe", None)
-        if observe is not None and "gap" in pending:
-            observe(pending["gap"])
+        if observe is not None and "gap" in out:
+            observe(out["gap"])
 
     def export_state_dict(self) -> dict[str, torch.Tensor]:
         """The embedder's weights (prototypes and their ``initialized`` flag

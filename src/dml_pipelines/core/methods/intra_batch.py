@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dml_pipelines.core.engine.callbacks import Callback
+from dml_pipelines.core.engine.hooks import StepContext
 from dml_pipelines.core.engine.lr_drops import ReloadBestLrDrops
 from dml_pipelines.core.losses.gsp_zsr import ZeroShotRegressionLoss
 from dml_pipelines.core.losses.label_smoothed_ce import label_smoothed_ce
@@ -75,7 +77,10 @@ class IntraBatch(Method):
         return label_smoothed_ce(logits, labels, self.temperature, self.smoothing)
 
     def training_loss(
-        self, images: torch.Tensor, labels: torch.Tensor, ctx: Any = None
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        ctx: StepContext | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """(B, 3, H, W), (B,) -> L = λ_ce·CE_ε(a/T) + λ_gnn·CE_ε(g/T)
         [+ w·L_ZS(z)], logs (one per term)."""
@@ -126,7 +131,7 @@ class IntraBatch(Method):
         params = [p for p in self.parameters() if p.requires_grad]
         return [{"name": "all", "params": params, "lr": optimizer_cfg.lr}]
 
-    def callbacks(self) -> list[Any]:
+    def callbacks(self) -> list[Callback]:
         """The reload-best lr drops (none when ``lr_drops`` is empty)."""
         return [ReloadBestLrDrops(self.lr_drops)] if self.lr_drops else []
 

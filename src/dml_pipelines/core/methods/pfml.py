@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from dml_pipelines.core.engine.hooks import StepContext, StepOutput, TrainerView
 from dml_pipelines.core.losses.pfml import PotentialFieldLoss, mean_negative_distance
 from dml_pipelines.core.methods.base import Method, gather
 from dml_pipelines.core.methods.registry import METHODS
@@ -51,7 +52,10 @@ class PFML(Method):
         self.epoch_neg_distance = math.nan  # the last finished epoch's mean
 
     def training_loss(
-        self, images: torch.Tensor, labels: torch.Tensor, ctx: Any = None
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        ctx: StepContext | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """(B, 3, H, W), (B,) -> (U reduced, logs: energy groups and the mean
         different-class distance ``neg_distance``)."""
@@ -74,17 +78,17 @@ class PFML(Method):
         return groups
 
     # -- collapse watch (§4) ---------------------------------------------------
-    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+    def on_train_epoch_start(self, trainer: TrainerView, epoch: int) -> None:
         self.neg_distances = []
 
-    def on_step_end(
-        self, trainer: Any, logs: dict[str, float], global_step: int
-    ) -> None:
-        value = logs.get("neg_distance", math.nan)
+    def on_train_batch_end(self, trainer: TrainerView, outputs: StepOutput) -> None:
+        value = outputs.logs.get("neg_distance", math.nan)
         if not math.isnan(value):
             self.neg_distances.append(value)
 
-    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
+    def on_train_epoch_end(
+        self, trainer: TrainerView, epoch: int, metrics: dict[str, float]
+    ) -> None:
         if not self.neg_distances:
             return
         mean = sum(self.neg_distances) / len(self.neg_distances)

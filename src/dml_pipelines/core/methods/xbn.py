@@ -17,6 +17,13 @@ One training step (0-based step t; the official 1-based iteration t + 1)::
 XBN runs only while the memory holds ≥ ``xbn.min_items`` (DEFAULT the batch
 size) entries. The test embedding is the embedder's; the memory and the Kalman
 state are buffers (in ``last.pt``, not in ``model_state.pt``).
+
+The memory is written inside ``training_loss``, before the memory term, as in
+the official XBM (enqueue, then the loss), not after the step like GSP's
+(``on_train_batch_end``): XBN maps the stored entries in place before the loss
+(with ``after_enqueue`` the current batch's stored copy too), and the memory
+term sums over the entries in slot order; a loss on a copy of the memory as it
+would be after the step is another computation, not the same bits.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dml_pipelines.core.engine.hooks import StepContext
 from dml_pipelines.core.methods.base import Method, gather
 from dml_pipelines.core.methods.registry import METHODS, build_loss
 from dml_pipelines.core.models.embedder import Embedder, build_embedder
@@ -120,7 +128,10 @@ class CrossBatchNorm(Method):
         return loss + self.xbm.weight * mem, logs
 
     def training_loss(
-        self, images: torch.Tensor, labels: torch.Tensor, ctx: Any = None
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        ctx: StepContext | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """(B, 3, H, W), (B,) -> L = loss(z) [+ w · memory term], logs. The step
         is ``ctx.global_step`` (or this method's own call count without ctx)."""
