@@ -4,7 +4,7 @@
 The ring buffer is the one memory of ``core/models/memory.py`` (``size``
 detached (embedding, label) rows); this adds GSP's batch schedule and the
 memory term. Every training batch is enqueued after its step (``enqueue``,
-from the method's ``on_step_end``). The memory term scores the batch against
+from the method's ``on_train_batch_end``). The memory term scores the batch against
 the memory *as it is after enqueueing the current batch* (the batch, detached,
 followed by the newest ``size − B`` stored rows; each anchor's own copy
 excluded by index), which is the official order (enqueue, then loss) without
