@@ -16,9 +16,9 @@ from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.data.samplers import PKSampler
 from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.optim import build_optimizer
-from dml_pipelines.core.engine.trainer import Trainer
 from dml_pipelines.core.methods.ccp import CCP
 from dml_pipelines.core.methods.registry import build_method
+from tests.core.engine.conftest import make_trainer
 
 YAML = Path(__file__).resolve().parents[3] / "conf/base/parameters_ccp.yml"
 C, PER_CLASS = 4, 5
@@ -71,7 +71,6 @@ def fake_trainer(method, cfg):
         normalize=normalize,
         device=torch.device("cpu"),
         use_amp=False,
-        tcfg=cfg.training,
         optimizer=opt,
     )
 
@@ -286,8 +285,13 @@ def fit(cfg, epochs, ckpt=None, validate=validator):
     cfg = type(cfg).model_validate(raw)
     torch.manual_seed(0)
     method = build_method(cfg, C)
-    trainer = Trainer(
-        method, loader(), normalize, cfg, checkpoint_dir=ckpt, validate=validate
+    trainer = make_trainer(
+        cfg,
+        ckpt,
+        method=method,
+        loader=loader(),
+        normalize=normalize,
+        validate=validate,
     )
     return method, trainer, trainer.fit()
 
@@ -320,12 +324,12 @@ def test_resume_equals_uninterrupted(tmp_path):
     def trainer(ckpt, callbacks=()):
         torch.manual_seed(0)
         method = build_method(cfg, C)
-        t = Trainer(
-            method,
-            loader(),
-            normalize,
+        t = make_trainer(
             cfg,
-            checkpoint_dir=ckpt,
+            ckpt,
+            method=method,
+            loader=loader(),
+            normalize=normalize,
             validate=lambda m: {**validator(m), "map@r": script[t.epoch]},
             callbacks=list(callbacks),
         )
@@ -412,7 +416,9 @@ def test_gradient_order_regulariser_is_clipped_with_the_loss_gradient():
     method.anchor.copy_from([p.detach() + 10.0 for p in method.network])
     method.lam.fill_(1.0)  # λ(θ − θ̄) = −10 everywhere: far above the clip
     before = network(method)
-    trainer = Trainer(method, loader(), normalize, cfg, validate=validator)
+    trainer = make_trainer(
+        cfg, method=method, loader=loader(), normalize=normalize, validate=validator
+    )
     trainer.fit()
     steps = trainer.global_step
     for p, b in zip(method.network, before, strict=True):

@@ -168,8 +168,6 @@ class CCP(Method):
         """Draw the pool, embed it in inference mode (raw head output) and write
         the greedy k-center picks (seeded by ``seeds``, m-major (C·M, D)) into
         the proxies in place."""
-        from dml_pipelines.core.engine.run import loader_workers
-
         c, m = self.num_classes, self.proxies_per_class
         b = self.pool_per_class if self.pool_per_class >= m else self.pool_per_class * m
         dataset = trainer.loader.dataset
@@ -181,7 +179,7 @@ class CCP(Method):
             self.pool_batch_size,
             self.augment,
             seed=int(rng.integers(2**31)),
-            num_workers=loader_workers(trainer.tcfg),
+            num_workers=getattr(trainer.loader, "num_workers", 0),
         )
         was_training = self.training
         self.eval()
