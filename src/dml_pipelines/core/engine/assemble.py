@@ -91,7 +91,8 @@ class Run:
     ``validate(method) -> metrics`` at every epoch end, or ``None``; ``epochs``:
     the number of epochs, ``warmup_epochs`` of them with the backbone frozen;
     ``seed``: torch's seed at the start of ``fit``; ``num_threads``: the
-    compute-thread setting (``core/engine/threads.py``)."""
+    compute threads asked for (``None``: the automatic rule,
+    ``core/engine/threads.py``)."""
 
     method: torch.nn.Module
     loader: Any
@@ -107,7 +108,7 @@ class Run:
     epochs: int = 1
     warmup_epochs: int = 0
     seed: int = 0
-    num_threads: int | str = "auto"
+    num_threads: int | None = None
 
 
 def selection_of(training: Any) -> Selection:
