@@ -212,3 +212,24 @@ def test_train_model_resumes_an_interrupted_run_and_supersedes_a_changed_one(
     assert (aside / "model_state.pt").read_bytes() == b"the old run's model state"
     assert not model_state.exists()
     assert load_checkpoint(ckpt / "last.pt")["fingerprint"] == changed["fingerprint"]
+
+
+def test_the_engine_modules_import_no_cycle():
+    """``core/engine/*.py`` by their imports (function-local ones included):
+    no module reaches itself again through the others."""
+    from dml_pipelines.core.provenance import SRC, module_file, package_imports
+
+    engine = sorted((SRC / "core" / "engine").glob("*.py"))
+    graph = {
+        f: {m for n in package_imports(f) if (m := module_file(n)) in engine}
+        for f in engine
+    }
+
+    def reaches(start, target, seen):
+        for nxt in graph[start] - seen:
+            if nxt == target or reaches(nxt, target, seen | {nxt}):
+                return True
+        return False
+
+    cyclic = [f.name for f in engine if reaches(f, f, set())]
+    assert not cyclic, f"import cycles through {cyclic}"

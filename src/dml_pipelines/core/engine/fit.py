@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,16 @@ from dml_pipelines.core.data.cache import ImageCache
 from dml_pipelines.core.data.transforms import Transforms
 from dml_pipelines.core.engine.assemble import build_run
 from dml_pipelines.core.engine.checkpoints import save_atomic
-from dml_pipelines.core.engine.model_state import method_summary
 from dml_pipelines.core.engine.trainer import Trainer
 from dml_pipelines.core.engine.training_data import cache_record, training_data
 from dml_pipelines.core.provenance import library_versions
+
+
+def method_summary(method: torch.nn.Module) -> dict[str, Any]:
+    """What the method reports of its own run (``summary()``: CCP's instances,
+    say), as plain JSON values; empty for methods without one."""
+    summary = getattr(method, "summary", None)
+    return json.loads(json.dumps(summary(), default=float)) if summary else {}
 
 
 def fit_rank(

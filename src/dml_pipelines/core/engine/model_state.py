@@ -1,24 +1,13 @@
-"""The trained model's record (``model_state``) checked against the current
-run: the config it was trained with (``trained_config``), its data
-(``check_trained_data``), and what the method reports of itself
-(``method_summary``)."""
+"""The trained model's record (``model_state``, written by
+``core/engine/fit.py``) checked against the current run: the config it was
+trained with (``trained_config``) and its data (``check_trained_data``)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
 from dml_pipelines.core.config import MethodConfig
-
-
-def method_summary(method: torch.nn.Module) -> dict[str, Any]:
-    """What the method reports of its own run (``summary()``: CCP's instances,
-    say), as plain JSON values; empty for methods without one."""
-    summary = getattr(method, "summary", None)
-    return json.loads(json.dumps(summary(), default=float)) if summary else {}
 
 
 def trained_config(state: Mapping[str, Any], cfg: MethodConfig) -> MethodConfig:
