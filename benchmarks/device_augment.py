@@ -42,7 +42,7 @@ from PIL import Image
 from dml_pipelines.core.data.cache import build_cache
 from dml_pipelines.core.data.loader import make_loader
 from dml_pipelines.core.data.transforms import build_transforms
-from dml_pipelines.core.engine.trainer import resolve_device
+from dml_pipelines.core.engine.device import resolve_device
 
 BATCH = 54
 

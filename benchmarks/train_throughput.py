@@ -48,14 +48,12 @@ from PIL import Image
 from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.data.cache import build_cache
 from dml_pipelines.core.data.loader import make_loader
-from dml_pipelines.core.engine.run import (
-    _transforms,
-    build_for_training,
-    pk_sampler,
-    train_model,
-)
+from dml_pipelines.core.engine.assemble import assemble_run, build_for_training
+from dml_pipelines.core.engine.device import resolve_device
+from dml_pipelines.core.engine.run import train_model
 from dml_pipelines.core.engine.threads import configure_threads, training_threads
-from dml_pipelines.core.engine.trainer import Trainer, resolve_device
+from dml_pipelines.core.engine.trainer import Trainer
+from dml_pipelines.core.engine.training_data import pk_sampler, run_transforms
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,7 +114,7 @@ def resident_batches(table, cache, cfg, device):
     """One epoch of the real loader's batches, moved to the device once."""
     labels = table["label"].to_numpy(np.int64)
     sampler = pk_sampler(labels, cfg)
-    t = _transforms(cfg)
+    t = run_transforms(cfg)
     loader = make_loader(
         cache,
         cache.positions_of(table.index.to_numpy()),
@@ -131,7 +129,7 @@ def resident_batches(table, cache, cfg, device):
 def ceiling_run(table, cache, cfg, device) -> tuple[list[float], int]:
     batches, t = resident_batches(table, cache, cfg, device)
     method = build_for_training(cfg, int(table["label"].nunique()))
-    trainer = Trainer(method, batches, t.normalize, cfg)
+    trainer = Trainer(assemble_run(cfg, method, batches, t.normalize))
     history = trainer.fit()
     return history["seconds"].tolist(), sum(len(y) for _, y in batches)
 

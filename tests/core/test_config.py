@@ -106,7 +106,10 @@ def test_dataset_resolution_names_key_and_path(tmp_path):
 def test_transforms_args_override_the_preset_and_reach_the_training_augmentation():
     """Augmentation strength as parameters (`transforms.args`): the resolved
     training transforms and the run's augmentation description carry them."""
-    from dml_pipelines.core.engine.run import augmentation, augmentation_transforms
+    from dml_pipelines.core.engine.training_data import (
+        augmentation,
+        augmentation_transforms,
+    )
 
     raw = {
         "method": "contrastive_c1",

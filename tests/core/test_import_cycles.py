@@ -19,9 +19,6 @@ KNOWN = {
     # issue #28: core/config.py <-> core/methods/registry.py is the `config`
     # helper's to cut; the lead removes this entry at the merge
     ("dml_pipelines.core.config", "dml_pipelines.core.methods.registry"),
-    # issue #28: core/engine/launch.py <-> core/engine/run.py is the `assemble`
-    # helper's (run.py is split by concern); the lead removes this entry at the merge
-    ("dml_pipelines.core.engine.launch", "dml_pipelines.core.engine.run"),
 }
 
 

@@ -20,7 +20,8 @@ from dml_pipelines.core.data.transforms import (
     Transforms,
     build_transforms,
 )
-from dml_pipelines.core.engine.run import augment_device, train_model
+from dml_pipelines.core.engine.run import train_model
+from dml_pipelines.core.engine.training_data import augment_device
 from tests.conftest import colour_classes, two_shape_cache
 from tests.core.engine.conftest import make_cfg
 

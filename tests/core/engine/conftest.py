@@ -31,25 +31,38 @@ def make_loader(seed=0, n_classes=6, per_class=6):
     return DataLoader(TensorDataset(images, labels), batch_sampler=sampler)
 
 
-def make_trainer(cfg, checkpoint_dir=None, **kwargs):
-    """The one Trainer of the engine tests: the method seeded by the config,
-    six classes, ``make_loader``'s data; ``kwargs`` go to ``Trainer``."""
+def make_trainer(
+    cfg, checkpoint_dir=None, *, method=None, loader=None, normalize=None, **kwargs
+):
+    """The one Trainer factory of the engine and method tests:
+    ``Trainer(assemble_run(cfg, ...))``. By default the method is built seeded
+    by the config with six classes, on ``make_loader``'s data; ``method``,
+    ``loader`` and ``normalize`` replace those parts; ``kwargs`` go to
+    ``assemble_run`` (``validate``, ``callbacks``, ``data_fingerprint``,
+    ``run_files``)."""
+    from dml_pipelines.core.engine.assemble import assemble_run
     from dml_pipelines.core.engine.trainer import Trainer
     from dml_pipelines.core.methods.registry import build_method
 
-    torch.manual_seed(cfg.training.seed)
-    return Trainer(
-        build_method(cfg, 6),
-        make_loader(cfg.training.seed),
-        normalize,
+    if method is None:
+        torch.manual_seed(cfg.training.seed)
+        method = build_method(cfg, 6)
+    run = assemble_run(
         cfg,
+        method,
+        make_loader(cfg.training.seed) if loader is None else loader,
+        _unit if normalize is None else normalize,
         checkpoint_dir=checkpoint_dir,
         **kwargs,
     )
+    return Trainer(run)
 
 
 def normalize(batch, train):
     return batch.float() / 127.5 - 1.0
+
+
+_unit = normalize  # make_trainer's default (its argument shadows the name)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The ``augmentation`` description (core.engine.run): what the Kedro node
+"""The ``augmentation`` description (core.engine.training_data): what the Kedro node
 ``build_augmentation`` writes and ``train_method`` trains with."""
 
 import json
@@ -6,10 +6,10 @@ import json
 import pytest
 
 from dml_pipelines.core.data.transforms import PRESETS, Transforms, build_transforms
-from dml_pipelines.core.engine.run import (
+from dml_pipelines.core.engine.run import train_model
+from dml_pipelines.core.engine.training_data import (
     augmentation,
     augmentation_transforms,
-    train_model,
 )
 
 from .conftest import make_cfg

@@ -7,8 +7,8 @@ import torch
 from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.data.samplers import ShardedBatches
 from dml_pipelines.core.engine.distributed import spawn
-from dml_pipelines.core.engine.trainer import Trainer
 from dml_pipelines.core.methods.registry import build_method
+from tests.core.engine.conftest import make_trainer
 
 METHODS = {
     "contrastive_c1": {"loss": {"name": "contrastive_c1"}},
@@ -52,7 +52,7 @@ def _step(name, images, labels, rank=0, world=1):
         convert_batchnorm(method.embedder, torch.device("cpu"))
     b = len(labels) // world
     loader = [(images[rank * b : (rank + 1) * b], labels[rank * b : (rank + 1) * b])]
-    trainer = Trainer(method, loader, _normalize, cfg)
+    trainer = make_trainer(cfg, method=method, loader=loader, normalize=_normalize)
     history = trainer.fit()
     weights = {k: v.detach().clone() for k, v in method.state_dict().items()}
     return float(history["loss"].iloc[0]), weights

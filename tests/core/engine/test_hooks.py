@@ -378,3 +378,24 @@ def test_callback_state_resumes_by_name_when_the_list_changes(tmp_path):
     assert [[r[k] for k in key] for r in resumed.history] == [
         [r[k] for k in key] for r in full.history
     ]
+
+
+def test_a_hook_under_a_name_the_trainer_never_calls_is_an_error():
+    """After the renames to Lightning's names an old ``on_epoch_start`` in a
+    callback was silently never called (a test's interrupting callback stopped
+    interrupting); such a method is now an error where the class is made."""
+    with pytest.raises(TypeError) as err:
+
+        class Old(Callback):
+            def on_epoch_start(self, trainer, epoch):
+                raise KeyboardInterrupt
+
+    assert str(err.value).startswith("Old: on_epoch_start is not a hook (hooks: ")
+    assert "on_train_epoch_start" in str(err.value)
+
+    class Fine(Callback):  # hooks and other methods are allowed
+        def on_train_epoch_start(self, trainer, epoch):
+            pass
+
+        def once(self):
+            pass

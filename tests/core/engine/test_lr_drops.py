@@ -5,10 +5,10 @@ import torch
 from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.lr_drops import ReloadBestLrDrops
-from dml_pipelines.core.engine.trainer import Trainer, load_checkpoint
+from dml_pipelines.core.engine.trainer import load_checkpoint
 from dml_pipelines.core.methods.registry import build_method
 
-from .conftest import make_loader, normalize, same_weights, weights
+from .conftest import make_trainer, same_weights, weights
 
 BASE_LR = 0.01
 
@@ -62,15 +62,7 @@ def test_drop_epochs_reload_the_best_weights_and_set_base_times_factor(tmp_path)
         return {"map@r": v, "recall@1": v}
 
     drops = ReloadBestLrDrops([(3, 0.1), (4, 0.1)])
-    Trainer(
-        build_method(cfg, 6),
-        make_loader(0),
-        normalize,
-        cfg,
-        checkpoint_dir=tmp_path,
-        validate=validate,
-        callbacks=[pre, drops, post],
-    ).fit()
+    make_trainer(cfg, tmp_path, validate=validate, callbacks=[pre, drops, post]).fit()
     for epoch in (3, 4):
         current, best, lrs = post.seen[epoch]
         assert best is not None and same_weights(current, best)
@@ -81,8 +73,7 @@ def test_drop_epochs_reload_the_best_weights_and_set_base_times_factor(tmp_path)
 
 def _bare_trainer(selection="last"):
     cfg = _cfg(selection)
-    torch.manual_seed(0)
-    trainer = Trainer(build_method(cfg, 6), make_loader(0), normalize, cfg)
+    trainer = make_trainer(cfg)
     for g in trainer.optimizer.param_groups:
         g["initial_lr_base"] = g["lr"]
     return trainer

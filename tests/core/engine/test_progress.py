@@ -8,16 +8,19 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 from dml_pipelines.core.engine import trainer as trainer_module
 from dml_pipelines.core.engine.distributed import Dist
 from dml_pipelines.core.engine.progress import Progress, progress_enabled
-from dml_pipelines.core.engine.trainer import Trainer
 from dml_pipelines.core.methods.registry import build_method
 
-from .conftest import make_cfg, make_loader, normalize, same_weights, weights
+from .conftest import (
+    make_cfg,
+    make_trainer,
+    same_weights,
+    weights,
+)
 
 ENV = ("DML_QUIET", "DML_PROGRESS", "CI")
 
@@ -71,8 +74,7 @@ def test_a_bar_off_writes_nothing_and_a_bar_on_shows_loss_and_images_per_second(
 
 def _fit(epochs=2):
     cfg = make_cfg(training={"epochs": epochs})
-    torch.manual_seed(0)
-    trainer = Trainer(build_method(cfg, 6), make_loader(0), normalize, cfg)
+    trainer = make_trainer(cfg)
     trainer.fit()
     return trainer
 
@@ -115,7 +117,7 @@ def test_only_rank_0_draws_the_training_bar(monkeypatch, capsys):
 
 def test_embedding_pass_has_one_bar_in_images(tmp_path, monkeypatch, capsys):
     from dml_pipelines.core.data.cache import build_cache
-    from dml_pipelines.core.engine.run import embed_rows
+    from dml_pipelines.core.engine.embed import embed_rows
 
     rng = np.random.default_rng(0)
     paths = []

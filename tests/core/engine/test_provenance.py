@@ -57,13 +57,9 @@ RETRAIN = textwrap.dedent(
     """
     import sys, torch
     sys.path.insert(0, {tests!r})
-    from core.engine.conftest import make_cfg, make_loader, normalize
-    from dml_pipelines.core.engine.trainer import Trainer
-    from dml_pipelines.core.methods.registry import build_method
+    from core.engine.conftest import make_cfg, make_trainer
     cfg = make_cfg(training={{"epochs": 2}})
-    torch.manual_seed(0)
-    t = Trainer(build_method(cfg, 6), make_loader(0), normalize, cfg,
-                checkpoint_dir={ckpt!r})
+    t = make_trainer(cfg, {ckpt!r})
     h = t.fit()
     print("EPOCHS", h["epoch"].tolist(), "RESUMED", t.resumed)
     """

@@ -1,12 +1,14 @@
-"""``core.engine.run`` helpers: label noise, warm starts, exported weights."""
+"""Run-building helpers (``core/engine/training_data.py``, ``core/engine/assemble.py``):
+label noise, warm starts, exported weights, loader workers."""
 
 import numpy as np
 import pytest
 import torch
 
 from dml_pipelines.core.config import parse_method_config
-from dml_pipelines.core.engine.run import noisy_labels, warm_start
+from dml_pipelines.core.engine.assemble import warm_start
 from dml_pipelines.core.engine.trainer import save_atomic
+from dml_pipelines.core.engine.training_data import noisy_labels
 from dml_pipelines.core.methods.registry import build_method
 
 
@@ -69,15 +71,15 @@ def test_init_from_a_project_checkpoint_and_bad_files(tmp_path):
 def test_loader_workers_auto_is_zero_on_cpu_and_a_share_of_cores_on_gpu(monkeypatch):
     from types import SimpleNamespace
 
-    from dml_pipelines.core.engine import run
+    from dml_pipelines.core.engine import training_data as data
 
     t = SimpleNamespace(num_workers="auto", device="cpu", devices=1)
-    assert run.loader_workers(t) == 0
-    assert run.loader_workers(SimpleNamespace(num_workers=3, device="cpu")) == 3
-    monkeypatch.setattr(run, "resolve_device", lambda name: torch.device("cuda"))
-    monkeypatch.setattr(run.os, "cpu_count", lambda: 16)
-    assert run.loader_workers(SimpleNamespace(**{**vars(t), "device": "cuda"})) == 8
+    assert data.loader_workers(t) == 0
+    assert data.loader_workers(SimpleNamespace(num_workers=3, device="cpu")) == 3
+    monkeypatch.setattr(data, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(data.os, "cpu_count", lambda: 16)
+    assert data.loader_workers(SimpleNamespace(**{**vars(t), "device": "cuda"})) == 8
     gpu4 = SimpleNamespace(num_workers="auto", device="cuda", devices=4)
-    assert run.loader_workers(gpu4) == 3
+    assert data.loader_workers(gpu4) == 3
     with pytest.raises(ValueError, match="num_workers"):
         _cfg(training={"num_workers": -1})

@@ -12,11 +12,9 @@ import pytest
 import torch
 
 from dml_pipelines.core.engine import threads
-from dml_pipelines.core.engine.run import loader_workers
-from dml_pipelines.core.engine.trainer import Trainer
-from dml_pipelines.core.methods.registry import build_method
+from dml_pipelines.core.engine.training_data import loader_workers
 
-from .conftest import make_cfg, make_loader, normalize
+from .conftest import make_cfg, make_loader, make_trainer
 
 # the real functions (the fixture below replaces them with fixed answers)
 AVAILABLE_CORES = threads.available_cores
@@ -38,7 +36,7 @@ def fit(num_threads=None):
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
     cfg = make_cfg(training={"epochs": 1, "num_threads": num_threads})
-    Trainer(build_method(cfg, 6), list(make_loader(0)), normalize, cfg).fit()
+    make_trainer(cfg, loader=list(make_loader(0))).fit()
     return torch.get_num_threads(), faiss.omp_get_max_threads()
 
 

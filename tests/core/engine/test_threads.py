@@ -7,10 +7,8 @@ import pytest
 import torch
 
 from dml_pipelines.core.engine import threads
-from dml_pipelines.core.engine.trainer import Trainer
-from dml_pipelines.core.methods.registry import build_method
 
-from .conftest import make_cfg, make_loader, normalize
+from .conftest import make_cfg, make_loader, make_trainer
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +51,6 @@ def test_trainer_fit_sets_torch_and_faiss_threads(
     faiss.omp_set_num_threads(1)
     cfg = make_cfg(training={"epochs": 1, "num_threads": num_threads})
     loader = Workers(list(make_loader(0)), workers)
-    Trainer(build_method(cfg, 6), loader, normalize, cfg).fit()
+    make_trainer(cfg, loader=loader).fit()
     assert torch.get_num_threads() == expected
     assert faiss.omp_get_max_threads() == expected

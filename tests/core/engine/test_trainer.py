@@ -2,15 +2,13 @@ import pytest
 import torch
 
 from dml_pipelines.core.engine.callbacks import Callback
-from dml_pipelines.core.engine.trainer import Trainer, load_checkpoint, resolve_device
-from dml_pipelines.core.methods.registry import build_method
+from dml_pipelines.core.engine.device import resolve_device
+from dml_pipelines.core.engine.trainer import load_checkpoint
 
 from .conftest import (
     Kill,
     make_cfg,
-    make_loader,
     make_trainer,
-    normalize,
     same_weights,
     weights,
 )
@@ -66,15 +64,7 @@ def test_other_epoch_budget_trains_afresh_and_says_so(tmp_path, caplog):
 def test_other_training_data_is_not_resumed(tmp_path):
     _trainer(make_cfg(training={"epochs": 1}), tmp_path).fit()
     cfg = make_cfg(training={"epochs": 1})
-    torch.manual_seed(0)
-    other = Trainer(
-        build_method(cfg, 6),
-        make_loader(0),
-        normalize,
-        cfg,
-        checkpoint_dir=tmp_path,
-        data_fingerprint="another dataset",
-    )
+    other = make_trainer(cfg, tmp_path, data_fingerprint="another dataset")
     other.fit()
     assert not other.resumed and other.epoch == 1
 
@@ -177,7 +167,7 @@ def test_bf16_and_channels_last_give_the_float32_loss():
 
 
 def test_amp_settings_per_device():
-    from dml_pipelines.core.engine.trainer import amp_dtype
+    from dml_pipelines.core.engine.device import amp_dtype
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert amp_dtype(True, cpu) is None and amp_dtype("fp16", cpu) is None

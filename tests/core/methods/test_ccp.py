@@ -18,9 +18,9 @@ from dml_pipelines.core.data.samplers import PKSampler
 from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.hooks import TrainerView
 from dml_pipelines.core.engine.optim import build_optimizer
-from dml_pipelines.core.engine.trainer import Trainer
 from dml_pipelines.core.methods.ccp import CCP
 from dml_pipelines.core.methods.registry import build_method
+from tests.core.engine.conftest import make_trainer
 
 YAML = Path(__file__).resolve().parents[3] / "conf/base/parameters_ccp.yml"
 C, PER_CLASS = 4, 5
@@ -291,8 +291,13 @@ def fit(cfg, epochs, ckpt=None, validate=validator):
     cfg = type(cfg).model_validate(raw)
     torch.manual_seed(0)
     method = build_method(cfg, C)
-    trainer = Trainer(
-        method, loader(), normalize, cfg, checkpoint_dir=ckpt, validate=validate
+    trainer = make_trainer(
+        cfg,
+        ckpt,
+        method=method,
+        loader=loader(),
+        normalize=normalize,
+        validate=validate,
     )
     return method, trainer, trainer.fit()
 
@@ -325,12 +330,12 @@ def test_resume_equals_uninterrupted(tmp_path):
     def trainer(ckpt, callbacks=()):
         torch.manual_seed(0)
         method = build_method(cfg, C)
-        t = Trainer(
-            method,
-            loader(),
-            normalize,
+        t = make_trainer(
             cfg,
-            checkpoint_dir=ckpt,
+            ckpt,
+            method=method,
+            loader=loader(),
+            normalize=normalize,
             validate=lambda m: {**validator(m), "map@r": script[t.epoch]},
             callbacks=list(callbacks),
         )
@@ -417,7 +422,9 @@ def test_gradient_order_regulariser_is_clipped_with_the_loss_gradient():
     method.anchor.copy_from([p.detach() + 10.0 for p in method.network])
     method.lam.fill_(1.0)  # λ(θ − θ̄) = −10 everywhere: far above the clip
     before = network(method)
-    trainer = Trainer(method, loader(), normalize, cfg, validate=validator)
+    trainer = make_trainer(
+        cfg, method=method, loader=loader(), normalize=normalize, validate=validator
+    )
     trainer.fit()
     steps = trainer.global_step
     for p, b in zip(method.network, before, strict=True):
@@ -432,8 +439,12 @@ def test_proxy_selection_through_the_trainer_view_without_run_py(monkeypatch):
     cfg = config(instance_patience=1, training={"epochs": 2})
     torch.manual_seed(0)
     method = build_method(cfg, C)
-    trainer = Trainer(
-        method, loader(), normalize, cfg, validate=lambda m: {"map@r": 0.5}
+    trainer = make_trainer(
+        cfg,
+        method=method,
+        loader=loader(),
+        normalize=normalize,
+        validate=lambda m: {"map@r": 0.5},
     )
     assert isinstance(trainer, TrainerView)
     modes = []  # the method's mode at each autocast: eval for the pool

@@ -15,14 +15,14 @@ from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.hooks import StepContext, StepOutput
 from dml_pipelines.core.engine.optim import build_optimizer
-from dml_pipelines.core.engine.trainer import Trainer, load_checkpoint
+from dml_pipelines.core.engine.trainer import load_checkpoint
 from dml_pipelines.core.losses.gsp_zsr import ZeroShotRegressionLoss
 from dml_pipelines.core.methods.gsp import GSP
 from dml_pipelines.core.methods.gsp_config import GspConfig
 from dml_pipelines.core.methods.registry import build_method
 from tests.core.engine.conftest import Kill
 
-from ..engine.conftest import make_loader, normalize
+from ..engine.conftest import make_trainer
 
 YAML = Path(__file__).resolve().parents[3] / "conf/base/parameters_gsp.yml"
 
@@ -158,12 +158,7 @@ class Recorder(Callback):
 
 
 def trainer_for(cfg, tmp_path=None, callbacks=None):
-    torch.manual_seed(cfg.training.seed)
-    method = build_method(cfg, 6)
-    loader = make_loader(cfg.training.seed)
-    return Trainer(
-        method, loader, normalize, cfg, checkpoint_dir=tmp_path, callbacks=callbacks
-    )
+    return make_trainer(cfg, tmp_path, callbacks=callbacks)
 
 
 def test_trains_two_epochs_hooks_initialise_prototypes_and_fill_the_memory():

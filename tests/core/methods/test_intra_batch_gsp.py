@@ -13,14 +13,13 @@ import yaml
 from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.optim import build_optimizer
-from dml_pipelines.core.engine.trainer import Trainer
 from dml_pipelines.core.losses.gsp_zsr import ZeroShotRegressionLoss
 from dml_pipelines.core.methods.intra_batch import IntraBatch
 from dml_pipelines.core.methods.intra_batch_config import IntraBatchConfig
 from dml_pipelines.core.methods.registry import build_method
 from dml_pipelines.core.models.gsp_pooling import GeneralizedSumPooling, greedy_kcenter
 
-from ..engine.conftest import make_loader, normalize
+from ..engine.conftest import make_loader, make_trainer
 
 YAML = Path(__file__).resolve().parents[3] / "conf/base/parameters_intra_batch.yml"
 
@@ -187,7 +186,7 @@ def test_one_epoch_through_the_trainer_trains_prototypes_and_class_embeddings():
     torch.manual_seed(0)
     method = build_method(cfg, 6)
     snap = Snapshot()
-    trainer = Trainer(method, make_loader(0), normalize, cfg, callbacks=[snap])
+    trainer = make_trainer(cfg, method=method, loader=make_loader(0), callbacks=[snap])
     pool = method.embedder.pooling
     class_emb = method.zsr.class_embeddings.detach().clone()
     held = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}

@@ -12,13 +12,17 @@ import yaml
 
 from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.hooks import StepOutput
-from dml_pipelines.core.engine.trainer import Trainer, load_checkpoint
+from dml_pipelines.core.engine.trainer import load_checkpoint
 from dml_pipelines.core.methods.pfml import PFML, EmbeddingCollapseError
 from dml_pipelines.core.methods.pfml_config import PFMLConfig
 from dml_pipelines.core.methods.registry import build_method
 from tests.core.engine.conftest import Kill
 
-from ..engine.conftest import make_loader, normalize, same_weights, weights
+from ..engine.conftest import (
+    make_trainer,
+    same_weights,
+    weights,
+)
 
 YAML = Path(__file__).resolve().parents[3] / "conf/base/parameters_pfml.yml"
 
@@ -228,16 +232,7 @@ def test_dataset_recipes_apply_automatically():
 
 
 def trainer(cfg, checkpoint_dir=None, callbacks=None):
-    torch.manual_seed(cfg.training.seed)
-    method = build_method(cfg, 6)
-    return Trainer(
-        method,
-        make_loader(cfg.training.seed),
-        normalize,
-        cfg,
-        checkpoint_dir=checkpoint_dir,
-        callbacks=callbacks,
-    )
+    return make_trainer(cfg, checkpoint_dir, callbacks=callbacks)
 
 
 def test_two_epochs_lower_the_energy_move_the_proxies_and_log_the_distance():

@@ -7,10 +7,9 @@ import torch
 
 from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.callbacks import EarlyStopping
-from dml_pipelines.core.engine.trainer import Trainer
 from dml_pipelines.core.methods.registry import build_method
 
-from ..engine.conftest import make_loader, normalize
+from ..engine.conftest import make_loader, make_trainer
 from . import toy_method
 
 
@@ -45,11 +44,10 @@ def test_toy_method_trains_through_the_real_trainer():
     torch.manual_seed(0)
     method = build_method(cfg, 6)
     scores = iter([0.1, 0.3, 0.2, 0.25, 0.9, 0.9])
-    trainer = Trainer(
-        method,
-        make_loader(0),
-        normalize,
+    trainer = make_trainer(
         cfg,
+        method=method,
+        loader=make_loader(0),
         validate=lambda m: {"map@r": next(scores)},
     )
     history = trainer.fit()

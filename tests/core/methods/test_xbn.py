@@ -14,7 +14,6 @@ from pytorch_metric_learning import distances, losses, reducers
 from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.hooks import StepContext
-from dml_pipelines.core.engine.trainer import Trainer
 from dml_pipelines.core.methods.registry import build_method
 from dml_pipelines.core.methods.xbn import CrossBatchNorm
 from dml_pipelines.core.methods.xbn_config import XbnConfig
@@ -22,7 +21,7 @@ from dml_pipelines.core.models.xbn_norm import batch_moments
 from tests.core.engine.conftest import (
     Kill,
     make_loader,
-    normalize,
+    make_trainer,
     same_weights,
     weights,
 )
@@ -307,13 +306,8 @@ class Logs(Callback):
 def trainer(cfg, tmp_path=None, callbacks=None):
     torch.manual_seed(cfg.training.seed)
     method = build_method(cfg, 6)
-    return Trainer(
-        method,
-        make_loader(0),
-        normalize,
-        cfg,
-        checkpoint_dir=tmp_path,
-        callbacks=callbacks,
+    return make_trainer(
+        cfg, tmp_path, method=method, loader=make_loader(0), callbacks=callbacks
     )
 
 

@@ -159,7 +159,24 @@ class StepOutput:
 class Hooks:
     """The hook methods, all no-ops; shared by ``Callback`` and ``Method`` (the
     method receives every hook before the callbacks do; order in the module
-    docstring)."""
+    docstring).
+
+    A subclass that defines an ``on_*`` method which is not a hook (a misspelt
+    or pre-rename name such as ``on_epoch_start``) is an error at class
+    creation: the trainer would never call it."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        stray = sorted(
+            name
+            for name, value in vars(cls).items()
+            if name.startswith("on_") and callable(value) and name not in HOOK_ORDER
+        )
+        if stray:
+            raise TypeError(
+                f"{cls.__name__}: {', '.join(stray)} is not a hook "
+                f"(hooks: {', '.join(HOOK_ORDER)}; core/engine/hooks.py)"
+            )
 
     def on_fit_start(self, trainer: TrainerView) -> None:
         """Before the first epoch (also after a resume)."""

@@ -203,10 +203,10 @@ def _check(launch: Launch, job: dict[str, Any]) -> Any:
 
 
 def _run_job(launch: Launch, job: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    from dml_pipelines.core.engine.run import _fit_rank
+    from dml_pipelines.core.engine.fit import fit_rank
 
     cache = _check(launch, job)
-    return _fit_rank(
+    return fit_rank(
         launch.rank,
         launch.world_size,
         job["table"],
@@ -230,7 +230,7 @@ def lead(
     run_files: list[Any] | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """Rank 0: send this training job to every rank, train rank 0's shard and
-    return ``_fit_rank``'s result (``train_model`` under torchrun)."""
+    return ``fit_rank``'s result (``train_model`` under torchrun)."""
     launch = _launch
     if launch is None or not launch.is_main:
         raise RuntimeError("launch.lead: only rank 0 of a torchrun launch leads")

@@ -24,8 +24,8 @@ faiss in the same process gets the same count (validation and evaluation
 searches run between training steps, never beside them); each loader process
 uses one thread (``core/data/loader.py``). The loader processes follow the same
 order: a number in ``training.num_workers``, then ``DML_NUM_WORKERS``
-(``compute.num_workers``), then ``auto`` (``core/engine/run.py``). None of these
-settings changes a result.
+(``compute.num_workers``), then ``auto`` (``core/engine/training_data.py``).
+None of these settings changes a result.
 """
 
 from __future__ import annotations

@@ -10,84 +10,26 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from dml_pipelines.core.engine.callbacks import Callback, EarlyStopping, improved
+from dml_pipelines.core.engine.assemble import Run
+from dml_pipelines.core.engine.callbacks import Callback, improved
+from dml_pipelines.core.engine.checkpoints import (
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+    save_atomic,
+)
 from dml_pipelines.core.engine.distributed import current
-from dml_pipelines.core.engine.grad import grad_transforms_from
 from dml_pipelines.core.engine.hooks import StepContext, StepOutput
-from dml_pipelines.core.engine.optim import build_optimizer, build_scheduler, is_plateau
+from dml_pipelines.core.engine.optim import is_plateau
 from dml_pipelines.core.engine.progress import Progress
 from dml_pipelines.core.engine.threads import apply_thread_policy
-from dml_pipelines.core.provenance import code_digest
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FORMAT = 2
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an
-    error naming ``training.device``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "training.device: 'cuda' requested but no CUDA device is available"
-        )
-    if name not in ("cpu", "cuda"):
-        raise ValueError(
-            f"training.device: {name!r} is invalid; valid: auto, cpu, cuda"
-        )
-    return torch.device(name)
-
-
-def config_fingerprint(
-    config: dict[str, Any], data_fingerprint: str = "", code: str = ""
-) -> str:
-    """Resume key: hash of the run's identity — the resolved config without the
-    settings that cannot change a result (``run_identity``), the training data's
-    fingerprint and the digest of the code training imports
-    (``core/provenance.py``). A checkpoint is resumed only under the same key,
-    so a run is never continued into one with other parameters, data or code."""
-    from dml_pipelines.core.config import config_hash
-
-    return config_hash(config, data_fingerprint, code, length=16)
-
-
-def amp_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype of ``training.amp`` on ``device`` (``None``: float32).
-
-    ``true``/``fp16``: float16 on CUDA, off on a CPU; ``bf16``: bfloat16 on CUDA
-    and CPU; ``false``: off."""
-    if amp is False:
-        return None
-    if amp == "bf16":
-        return torch.bfloat16
-    return torch.float16 if device.type == "cuda" else None
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename (a kill never leaves a
-    truncated checkpoint)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; one-line error naming the file."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated or not a checkpoint
-        raise ValueError(
-            f"checkpoint {path} cannot be loaded: {exc}".splitlines()[0]
-        ) from None
 
 
 def _length(loader: Any) -> int | None:
@@ -110,97 +52,47 @@ def callback_names(callbacks: list[Callback]) -> list[str]:
 
 
 class Trainer:
-    """Train ``method`` for ``cfg.training.epochs`` epochs.
+    """Fit a built ``Run`` (``core/engine/assemble.py``): ``run.epochs`` epochs
+    of ``run.loader``'s batches with ``run.optimizer``, checkpoints under
+    ``run.checkpoints`` and the hooks of ``run.method`` and ``run.callbacks``.
+    The trainer reads no configuration: every setting arrives built in ``run``.
 
-    Args:
-        method: a ``Method`` module (model + criterion + hooks).
-        loader: training DataLoader whose ``batch_sampler`` has ``set_epoch``;
-            yields (uint8 images (B, 3, H, W), labels (B,) in 0..C−1).
-        normalize: ``normalize(uint8 batch on device, train=True) -> float batch``.
-        cfg: the validated ``MethodConfig``.
-        checkpoint_dir: where ``last.pt``/``best.pt`` live (``None``: no files).
-        validate: ``validate(method) -> metrics`` run at every epoch end (eval
-            mode), or ``None``.
-        callbacks: extra callbacks; the config's (gradient transforms, early
-            stopping) and the method's own (``method.callbacks()``) are added.
-        data_fingerprint: fingerprint of the training data, part of the resume
-            key (``config_fingerprint``) with the config and the code digest.
-        run_files: files of the run besides ``checkpoint_dir`` (its
-            ``model_state.pt``): when the resume key changes they are moved aside
-            with the old checkpoints (``superseded/<key>/`` beside
-            ``checkpoint_dir``), never deleted.
+    ``run.checkpoints.run_files``: when the resume key changes they are moved
+    aside with the old checkpoints (``superseded/<key>/`` beside the checkpoint
+    directory), never deleted.
     """
 
-    def __init__(
-        self,
-        method: torch.nn.Module,
-        loader: Any,
-        normalize: Callable[[torch.Tensor, bool], torch.Tensor],
-        cfg: Any,
-        *,
-        checkpoint_dir: str | Path | None = None,
-        validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
-        callbacks: list[Callback] | None = None,
-        data_fingerprint: str = "",
-        run_files: list[str | Path] | None = None,
-    ) -> None:
-        self.cfg = cfg
-        self.tcfg = cfg.training
-        self.device = resolve_device(self.tcfg.device)
-        self.method = method.to(self.device)
-        self.loader = loader
-        self.normalize = normalize
-        self.validate = validate
-        self.selection_key = {
-            "last": None,
-            "validation": f"val/{self.tcfg.validation_metric}",
-            "test_recall_at_1": "val/recall@1",
-        }[self.tcfg.checkpoint_selection]
-        self.selection_mode = (
-            "max"
-            if self.tcfg.checkpoint_selection == "test_recall_at_1"
-            else self.tcfg.selection_mode
-        )
-        if self.selection_key and validate is None:
-            raise ValueError(
-                f"training.checkpoint_selection: {self.tcfg.checkpoint_selection!r} "
-                "needs a validation split"
-            )
-        self.callbacks = self._config_callbacks() + list(callbacks or [])
-        self.callbacks += list(method.callbacks())
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.device = run.device
+        self.method = run.method
+        self.loader = run.loader
+        self.normalize = run.normalize
+        self.validate = run.validate
+        self.max_epochs = run.epochs
+        self.warmup_epochs = run.warmup_epochs
+        self.selection_key = run.selection.key
+        self.selection_mode = run.selection.mode
+        self.callbacks = list(run.callbacks)
         self.dist = current()
         self.callback_keys = callback_names(self.callbacks)
         # trainable backbone parameters, fixed before any warm-up toggling (frozen
         # BatchNorm parameters stay frozen for good)
         self._backbone_trainable = [
-            p for p in method.backbone_parameters() if p.requires_grad
+            p for p in self.method.backbone_parameters() if p.requires_grad
         ]
-        self.optimizer = build_optimizer(
-            method.param_groups(cfg.optimizer), cfg.optimizer
-        )
-        self.scheduler = build_scheduler(self.optimizer, self.tcfg)
-        if is_plateau(self.scheduler) and self.selection_key is None:
-            raise ValueError(
-                "training.scheduler.name: 'plateau' steps on the selection metric; "
-                "set training.checkpoint_selection to validation or test_recall_at_1"
-            )
-        self.amp_dtype = amp_dtype(self.tcfg.amp, self.device)
+        self.optimizer = run.optimizer
+        self.scheduler = run.scheduler
+        self.amp_dtype = run.precision.amp_dtype
         self.use_amp = self.amp_dtype is not None
-        self.scaler = torch.amp.GradScaler(
-            self.device.type, enabled=self.amp_dtype == torch.float16
-        )
-        self.channels_last = self.tcfg.channels_last is True or (
-            self.tcfg.channels_last == "auto" and self.device.type == "cuda"
-        )
-        if self.channels_last:
-            self.method.to(memory_format=torch.channels_last)
-        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
-        self.config_dict = cfg.model_dump(mode="json")
-        self.code_digest = code_digest()
-        self.fingerprint = config_fingerprint(
-            self.config_dict, data_fingerprint, self.code_digest
-        )
-        self.run_files = [Path(p) for p in run_files or []]
+        self.scaler = run.precision.scaler
+        self.channels_last = run.precision.channels_last
+        policy = run.checkpoints
+        self.checkpoint_dir = policy.directory
+        self.config_record = policy.config  # opaque: written, never read
+        self.code_digest = policy.code_digest
+        self.fingerprint = policy.key
+        self.run_files = list(policy.run_files)
         self.history: list[dict[str, float]] = []
         self.epoch = 0  # number of completed epochs
         self.global_step = 0
@@ -209,32 +101,6 @@ class Trainer:
         self.stop_training = False
         self.restore_best = self.selection_key is not None
         self.resumed = False
-
-    def _config_callbacks(self) -> list[Callback]:
-        out: list[Callback] = []
-        grad = grad_transforms_from(self.cfg.optimizer)
-        if grad is not None:
-            out.append(grad)
-        es = self.tcfg.early_stopping
-        if es is not None:
-            metric = (
-                es.metric or self.selection_key or f"val/{self.tcfg.validation_metric}"
-            )
-            if self.validate is None and metric.startswith("val/"):
-                raise ValueError(
-                    f"training.early_stopping.metric: {metric!r} needs a validation "
-                    "split (set training.checkpoint_selection or a non-val metric)"
-                )
-            out.append(
-                EarlyStopping(
-                    metric,
-                    es.mode or self.selection_mode,
-                    es.patience,
-                    es.min_delta,
-                    es.restore_best,
-                )
-            )
-        return out
 
     def _hooks(self) -> list[Any]:
         return [self.method, *self.callbacks]
@@ -252,7 +118,7 @@ class Trainer:
         return {
             "format": CHECKPOINT_FORMAT,
             "fingerprint": self.fingerprint,
-            "config": self.config_dict,
+            "config": self.config_record,
             "epoch": self.epoch,
             "global_step": self.global_step,
             "model": self.method.state_dict(),
@@ -435,7 +301,7 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> float:
         self.method.train()
-        warm = epoch < self.tcfg.warmup_epochs
+        warm = epoch < self.warmup_epochs
         self._set_warmup(warm)
         sampler = getattr(self.loader, "batch_sampler", None)
         if hasattr(sampler, "set_epoch"):
@@ -443,7 +309,7 @@ class Trainer:
         total, count = 0.0, 0
         with Progress(
             _length(self.loader),
-            f"epoch {epoch + 1}/{self.tcfg.epochs}",
+            f"epoch {epoch + 1}/{self.max_epochs}",
             "step",
             main=self.dist.is_main,
         ) as bar:
@@ -509,9 +375,9 @@ class Trainer:
         """Run (or resume) training; returns the per-epoch history. When
         ``checkpoint_selection`` is not ``last`` (or a callback asked for it),
         the selected weights are loaded into the model at the end."""
-        torch.manual_seed(self.tcfg.seed)
+        torch.manual_seed(self.run.seed)
         apply_thread_policy(
-            self.tcfg.num_threads,
+            self.run.num_threads,
             getattr(self.loader, "num_workers", 0),
             self.dist.world_size,
         )
@@ -519,7 +385,7 @@ class Trainer:
             group.setdefault("initial_lr_base", group["lr"])
         self._resume()
         self._call("on_fit_start")
-        while self.epoch < self.tcfg.epochs and not self.stop_training:
+        while self.epoch < self.max_epochs and not self.stop_training:
             epoch = self.epoch
             self._call("on_train_epoch_start", epoch)
             start = time.perf_counter()

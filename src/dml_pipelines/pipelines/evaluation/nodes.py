@@ -99,7 +99,7 @@ def _trained(
 ) -> MethodConfig:
     """The config the model was trained with, once checked to be the current
     run's (parameters; with ``datasets``, the data root)."""
-    from dml_pipelines.core.engine.run import check_trained_data, trained_config
+    from dml_pipelines.core.engine.model_state import check_trained_data, trained_config
 
     cfg = trained_config(model_state, resolve(params, data, run))
     root = datasets.entry(data.name).root if datasets is not None else None

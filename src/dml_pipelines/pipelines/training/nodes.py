@@ -92,10 +92,11 @@ def build_augmentation(
         run: the run axes (seed, fold).
 
     Returns:
-        The ``augmentation`` dataset (``core.engine.run.augmentation``): preset,
-        seed, the cache's resize and every field of the resolved transforms.
+        The ``augmentation`` dataset (``core.engine.training_data.augmentation``):
+        preset, seed, the cache's resize and every field of the resolved
+        transforms.
     """
-    from dml_pipelines.core.engine.run import augmentation
+    from dml_pipelines.core.engine.training_data import augmentation
 
     cfg = resolve(params, data, run)
     return augmentation(cfg, {"resize_shorter": run_cache_size(image_cache, cfg)})
@@ -132,7 +133,8 @@ def train_method(
         artifact evaluation, the card and the report read; ``data_root``) and the
         per-epoch history.
     """
-    from dml_pipelines.core.engine.run import augmentation_transforms, train_model
+    from dml_pipelines.core.engine.run import train_model
+    from dml_pipelines.core.engine.training_data import augmentation_transforms
 
     cfg = resolve(params, data, run)
     cache = open_run_cache(image_cache, cfg, data, datasets)
@@ -194,13 +196,15 @@ def extract_embeddings(
             those the model was trained with (``trained_config``,
             ``check_trained_data``).
     """
-    from dml_pipelines.core.engine.run import (
+    from dml_pipelines.core.engine.assemble import method_from_state
+    from dml_pipelines.core.engine.embed import embedding_set
+    from dml_pipelines.core.engine.model_state import (
         check_trained_data,
-        current_data_fingerprint,
-        embedding_set,
-        method_from_state,
-        num_train_classes,
         trained_config,
+    )
+    from dml_pipelines.core.engine.training_data import (
+        current_data_fingerprint,
+        num_train_classes,
     )
 
     cfg = resolve(params, data, run)
