@@ -45,7 +45,6 @@ import torch
 import yaml
 from PIL import Image
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.data.cache import build_cache
 from dml_pipelines.core.data.loader import make_loader
 from dml_pipelines.core.engine.run import (
@@ -56,6 +55,7 @@ from dml_pipelines.core.engine.run import (
 )
 from dml_pipelines.core.engine.threads import configure_threads, training_threads
 from dml_pipelines.core.engine.trainer import Trainer, resolve_device
+from dml_pipelines.core.methods.configs import parse_method_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

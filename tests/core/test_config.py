@@ -1,14 +1,9 @@
 import pytest
 
-from dml_pipelines.core.config import (
-    BaselineConfig,
-    DataParams,
-    DatasetTable,
-    RunParams,
-    deep_merge,
-    parse_method_config,
-    resolve_dataset,
-)
+from dml_pipelines.core.config import BaselineConfig
+from dml_pipelines.core.layers import deep_merge
+from dml_pipelines.core.methods.configs import parse_method_config
+from dml_pipelines.params import DataParams, DatasetTable, RunParams, resolve_dataset
 
 
 def raw(**kw):

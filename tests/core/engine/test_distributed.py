@@ -4,10 +4,10 @@ batch: same loss, same updated weights (float32, 1e-5)."""
 import pytest
 import torch
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.data.samplers import ShardedBatches
 from dml_pipelines.core.engine.distributed import spawn
 from dml_pipelines.core.engine.trainer import Trainer
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.registry import build_method
 
 METHODS = {

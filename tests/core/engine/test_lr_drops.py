@@ -2,10 +2,10 @@
 
 import torch
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.lr_drops import ReloadBestLrDrops
 from dml_pipelines.core.engine.trainer import Trainer, load_checkpoint
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.registry import build_method
 
 from .conftest import make_loader, normalize, same_weights, weights

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.run import noisy_labels, warm_start
 from dml_pipelines.core.engine.trainer import save_atomic
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.registry import build_method
 
 

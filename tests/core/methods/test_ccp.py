@@ -12,12 +12,12 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.data.samplers import PKSampler
 from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.optim import build_optimizer
 from dml_pipelines.core.engine.trainer import Trainer
 from dml_pipelines.core.methods.ccp import CCP
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.registry import build_method
 
 YAML = Path(__file__).resolve().parents[3] / "conf/base/parameters_ccp.yml"

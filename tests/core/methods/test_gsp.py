@@ -11,11 +11,11 @@ import pytest
 import torch
 import yaml
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.optim import build_optimizer
 from dml_pipelines.core.engine.trainer import Trainer, load_checkpoint
 from dml_pipelines.core.losses.gsp_zsr import ZeroShotRegressionLoss
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.gsp import GSP
 from dml_pipelines.core.methods.gsp_config import GspConfig
 from dml_pipelines.core.methods.registry import build_method

@@ -7,10 +7,10 @@ import pytest
 import torch
 import yaml
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.data.samplers import PKSampler
 from dml_pipelines.core.engine.optim import build_optimizer
 from dml_pipelines.core.losses.label_smoothed_ce import label_smoothed_ce
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.intra_batch import IntraBatch
 from dml_pipelines.core.methods.intra_batch_config import IntraBatchConfig
 from dml_pipelines.core.methods.registry import build_method

@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.trainer import Trainer, load_checkpoint
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.pfml import PFML, EmbeddingCollapseError
 from dml_pipelines.core.methods.pfml_config import PFMLConfig
 from dml_pipelines.core.methods.registry import build_method

@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.methods.baselines_config import BASELINES
-from dml_pipelines.core.methods.configs import method_configs
+from dml_pipelines.core.methods.configs import method_configs, parse_method_config
 from dml_pipelines.core.methods.registry import build_method, load_all
 
 

@@ -5,9 +5,9 @@ with no edit to core/engine, core/config.py or the pipelines."""
 import pytest
 import torch
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.callbacks import EarlyStopping
 from dml_pipelines.core.engine.trainer import Trainer
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.registry import build_method
 
 from ..engine.conftest import make_loader, normalize

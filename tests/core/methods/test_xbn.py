@@ -11,9 +11,9 @@ import torch.nn.functional as F
 import yaml
 from pytorch_metric_learning import distances, losses, reducers
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.trainer import StepContext, Trainer
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.registry import build_method
 from dml_pipelines.core.methods.xbn import CrossBatchNorm
 from dml_pipelines.core.methods.xbn_config import XbnConfig

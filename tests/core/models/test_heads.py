@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dml_pipelines.core.config import parse_method_config
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.models.embedder import build_embedder
 
 

@@ -152,8 +152,8 @@ def check_source_size(cache: ImageCache, cfg: MethodConfig) -> None:
     Raises:
         ValueError: one line naming the key, the size wanted and the cache's.
     """
-    from dml_pipelines.core.config import source_size
     from dml_pipelines.core.data.cache import describe_size
+    from dml_pipelines.core.data.sizes import source_size
 
     wanted = cfg.transforms.source_size
     if wanted == "dataset":
@@ -572,8 +572,9 @@ def trained_config(state: Mapping[str, Any], cfg: MethodConfig) -> MethodConfig:
             differs from it in a key of the run's identity (one line naming the
             first keys, both values, and the command that re-trains).
     """
-    from dml_pipelines.core.config import identity_differences, parse_method_config
     from dml_pipelines.core.engine import launch
+    from dml_pipelines.core.identity import identity_differences
+    from dml_pipelines.core.methods.configs import parse_method_config
 
     if launch.current() is not None:  # torchrun trained it on the world's ranks
         cfg = launch.with_world(cfg, launch.current().world_size)

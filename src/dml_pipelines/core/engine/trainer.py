@@ -54,7 +54,7 @@ def config_fingerprint(
     fingerprint and the digest of the code training imports
     (``core/provenance.py``). A checkpoint is resumed only under the same key,
     so a run is never continued into one with other parameters, data or code."""
-    from dml_pipelines.core.config import config_hash
+    from dml_pipelines.core.identity import config_hash
 
     return config_hash(config, data_fingerprint, code, length=16)
 
