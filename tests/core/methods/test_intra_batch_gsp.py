@@ -19,6 +19,7 @@ from dml_pipelines.core.methods.intra_batch import IntraBatch
 from dml_pipelines.core.methods.intra_batch_config import IntraBatchConfig
 from dml_pipelines.core.methods.registry import build_method
 from dml_pipelines.core.models.gsp_pooling import GeneralizedSumPooling, greedy_kcenter
+from tests.conftest import minimal_block
 
 from ..engine.conftest import make_loader, normalize
 
@@ -37,17 +38,15 @@ ZSR = {"enabled": True, "weight": 0.1, "mix": "additive"}
 
 
 def raw(**over):
-    return {
-        "method": "intra_batch",
-        "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-        "embedding_dim": 8,
-        "mpn": {"layers": 1, "heads": 2},
-        "temperature": 0.3,
-        "sampler": {"P": 4, "K": 2},
-        "lr_drops": [],
-        "training": {"device": "cpu", "epochs": 1, "amp": False},
+    return minimal_block(
+        "intra_batch",
+        mpn={"layers": 1, "heads": 2},
+        temperature=0.3,
+        sampler={"P": 4, "K": 2},
+        lr_drops=[],
+        training={"device": "cpu", "epochs": 1, "amp": False},
         **over,
-    }
+    )
 
 
 def make(num_classes=6, **over):
