@@ -46,12 +46,13 @@ def check_recall_at(recall_at: Sequence[int]) -> tuple[int, ...]:
         ks = tuple(int(k) for k in recall_at)
     except (TypeError, ValueError):
         raise ValueError(
-            f"metrics.recall_at must be a list of positive ints, got {recall_at!r}"
+            "datasets.<name>.recall_at: must be a list of positive ints "
+            f"(got {recall_at!r})"
         ) from None
     if not ks or min(ks) < 1 or any(k != v for k, v in zip(ks, recall_at, strict=True)):
         raise ValueError(
-            f"metrics.recall_at must be a non-empty list of positive ints, got "
-            f"{recall_at!r}"
+            "datasets.<name>.recall_at: must be a non-empty list of positive ints "
+            f"(got {recall_at!r})"
         )
     return ks
 

@@ -26,7 +26,7 @@ def evaluate_retrieval(
         test_embeddings: the embeddings artifact.
         data: the run's dataset.
         datasets: every dataset's block (the run's K list).
-        evaluation: ``metrics.*`` options.
+        evaluation: the ``evaluation`` block (retrieval options).
 
     Returns:
         The metrics dict and the per-class breakdown.
@@ -54,7 +54,7 @@ def evaluate_untrained(
         untrained_embeddings: the untrained network's embeddings artifact.
         data: the run's dataset.
         datasets: every dataset's block (the run's K list).
-        evaluation: ``metrics.*`` options.
+        evaluation: the ``evaluation`` block (retrieval options).
 
     Returns:
         The metrics dict.
@@ -76,7 +76,7 @@ def cluster_embeddings(
 
     Args:
         test_embeddings: the embeddings artifact.
-        evaluation: ``clustering.*`` options.
+        evaluation: the ``evaluation`` block (clustering options).
 
     Returns:
         The clustering metrics dict.
@@ -246,7 +246,7 @@ def evaluate_mlrc(
         fold_embeddings: the fold models' embeddings artifacts (partitions).
         data: the run's dataset.
         datasets: every dataset's block (the run's K list).
-        evaluation: ``metrics.*`` options.
+        evaluation: the ``evaluation`` block (retrieval options).
 
     Returns:
         ``{"mlrc_separated": {...}, "mlrc_concatenated": {...}, "folds": [...]}``.
