@@ -23,6 +23,7 @@ from dml_pipelines.core.layers import (
     Setting,
     is_method_block,
     layer_block,
+    nest_dotted,
     unknown_runtime_keys,
 )
 
@@ -34,6 +35,11 @@ class ProjectConfigLoader(OmegaConfigLoader):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # `kedro run --params a.b=1` reaches here as {"a": {"b": 1}}; the API
+        # (`KedroSession.create(runtime_params={"a.b": 1})`) passes the dotted
+        # key as it is, which Kedro's resolver and the method layers would
+        # both miss (the run silently trained the defaults): nest it the same
+        self.runtime_params = nest_dotted(self.runtime_params or {})
         #: method block -> the settings above conf/base (filled on load)
         self.provenance: dict[str, list[Setting]] = {}
         #: the dataset the method blocks were resolved for

@@ -65,6 +65,27 @@ def test_command_line_beats_conf_local_beats_the_recipe(project, caplog):
     assert params["intra_batch"].training.epochs == 60
 
 
+def test_dotted_keys_through_the_api_count_like_the_command_line(project):
+    """``KedroSession.create(runtime_params={"a.b": 1})`` (the dotted spelling
+    that ``--params`` takes) once trained the defaults: Kedro's CLI nests the
+    key, the API passed it on flat, and both the resolver and the method layers
+    missed it."""
+    runtime = {
+        "dataset": "digits",
+        "run.seed": 3,
+        "contrastive_c1.training.epochs": 2,
+        "contrastive_c1": {"optimizer": {"lr": 0.5}},
+    }
+    params, loader = _params(project, runtime)
+    block = params["contrastive_c1"]
+    assert (block.training.epochs, block.optimizer.lr) == (2, 0.5)
+    assert params["run"].seed == 3 and params["dataset"] == "digits"
+    sources = {s.key: s.source for s in loader.provenance["contrastive_c1"]}
+    assert sources["training.epochs"] == "command line"
+    with pytest.raises(ValueError, match="did you mean .contrastive_c1."):
+        _params(project, {"contrastiv_c1.training.epochs": 2})
+
+
 def test_a_run_trains_what_the_command_line_says_over_a_recipe(project, caplog):
     root = project / "raw"
     _csv_dataset(root, 0)

@@ -41,6 +41,25 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+def nest_dotted(params: dict[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1, "a": {"c": 2}}`` -> ``{"a": {"b": 1, "c": 2}}``: dotted
+    keys split into nested blocks as Kedro's ``--params`` does (values of the
+    nested spelling and of the dotted one are merged; a dotted key wins where
+    both set the same leaf)."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            value = nest_dotted(value)
+        for part in reversed(str(key).split(".")[1:]):
+            value = {part: value}
+        head = str(key).split(".")[0]
+        if isinstance(value, dict) and isinstance(out.get(head), dict):
+            out[head] = deep_merge(out[head], value)
+        else:
+            out[head] = value
+    return out
+
+
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (an empty dict is a leaf)."""
     if not isinstance(tree, dict) or not tree:
