@@ -42,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # instance switches, XBN's memory start, schedulers): few batches an epoch
 EPOCHS = {"default": 3, "ccp": 5}
 BATCHES_PER_EPOCH = 6
+# settings a method needs within that budget (its lr drops must fire in it)
+EXTRA = {"intra_batch": {"lr_drops": [{"epoch": 2, "factor": 0.1}]}}
 DATASETS = ("glyphs", "digits")
 TIME_COLUMNS = ("seconds", "wall_time_s", "time")
 
@@ -100,6 +102,7 @@ def record_run(project: Path, dataset: str, method: str) -> dict:
         method: {
             "training": {"epochs": epochs, "num_threads": 1},
             "sampler": {"batches_per_epoch": BATCHES_PER_EPOCH},
+            **EXTRA.get(method, {}),
         },
     }
     start = time.perf_counter()
