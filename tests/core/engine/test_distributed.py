@@ -24,8 +24,8 @@ def _cfg(name, sync_bn=True):
             name,
             optimizer={"name": "sgd", "lr": 0.5},
             training={"epochs": 1, "device": "cpu", "sync_bn": sync_bn},
-            **METHODS[name],
         )
+        | METHODS[name]
     )
 
 

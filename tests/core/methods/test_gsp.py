@@ -28,13 +28,18 @@ YAML = Path(__file__).resolve().parents[3] / "conf/base/parameters_gsp.yml"
 
 
 def make(num_classes=4, **over):
-    raw = minimal_block(
-        "gsp",
-        pooling={"name": "gsp", "args": {"num_prototypes": 4, "init_memory_size": 16}},
-        xbm={"memory_batches": 2, "start_step": 2},
-        sampler={"P": 4, "K": 2},
-        training={"device": "cpu", "epochs": 2},
-        **over,
+    raw = (
+        minimal_block(
+            "gsp",
+            pooling={
+                "name": "gsp",
+                "args": {"num_prototypes": 4, "init_memory_size": 16},
+            },
+            xbm={"memory_batches": 2, "start_step": 2},
+            sampler={"P": 4, "K": 2},
+            training={"device": "cpu", "epochs": 2},
+        )
+        | over
     )
     cfg = parse_method_config(raw)
     torch.manual_seed(0)

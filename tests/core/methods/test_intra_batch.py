@@ -20,12 +20,14 @@ YAML = Path(__file__).resolve().parents[3] / "conf/base/parameters_intra_batch.y
 
 
 def make(num_classes=4, **over):
-    raw = minimal_block(
-        "intra_batch",
-        embedding_dim=16,
-        mpn={"layers": 1, "heads": 2},
-        temperature=0.3,
-        **over,
+    raw = (
+        minimal_block(
+            "intra_batch",
+            embedding_dim=16,
+            mpn={"layers": 1, "heads": 2},
+            temperature=0.3,
+        )
+        | over
     )
     cfg = parse_method_config(raw)
     torch.manual_seed(0)

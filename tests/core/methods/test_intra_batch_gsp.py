@@ -38,14 +38,16 @@ ZSR = {"enabled": True, "weight": 0.1, "mix": "additive"}
 
 
 def raw(**over):
-    return minimal_block(
-        "intra_batch",
-        mpn={"layers": 1, "heads": 2},
-        temperature=0.3,
-        sampler={"P": 4, "K": 2},
-        lr_drops=[],
-        training={"device": "cpu", "epochs": 1, "amp": False},
-        **over,
+    return (
+        minimal_block(
+            "intra_batch",
+            mpn={"layers": 1, "heads": 2},
+            temperature=0.3,
+            sampler={"P": 4, "K": 2},
+            lr_drops=[],
+            training={"device": "cpu", "epochs": 1, "amp": False},
+        )
+        | over
     )
 
 

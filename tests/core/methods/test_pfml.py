@@ -24,12 +24,14 @@ YAML = Path(__file__).resolve().parents[3] / "conf/base/parameters_pfml.yml"
 
 
 def config(**over):
-    raw = minimal_block(
-        "pfml",
-        proxies_per_class=2,
-        sampler={"P": 4, "K": 2},
-        training={"device": "cpu", "epochs": 2, "amp": False},
-        **over,
+    raw = (
+        minimal_block(
+            "pfml",
+            proxies_per_class=2,
+            sampler={"P": 4, "K": 2},
+            training={"device": "cpu", "epochs": 2, "amp": False},
+        )
+        | over
     )
     return parse_method_config(raw)
 
