@@ -66,8 +66,8 @@ def measure(fn, reps: int, warmup: int = 1) -> tuple[float, float, float]:
 
 
 def step_fn(method: str, lam: float):
-    from dml_pipelines.core.config import parse_method_config
     from dml_pipelines.core.engine.optim import build_optimizer
+    from dml_pipelines.core.methods.configs import parse_method_config
     from dml_pipelines.core.methods.registry import build_method
 
     raw = {

@@ -41,9 +41,10 @@ def child(setting: str, epochs: int) -> None:
     import torch
     import yaml
 
-    from dml_pipelines.core.config import RunParams, parse_method_config
     from dml_pipelines.core.data.cache import ImageCache
     from dml_pipelines.core.engine.run import train_model
+    from dml_pipelines.core.methods.configs import parse_method_config
+    from dml_pipelines.params import RunParams
 
     raw = yaml.safe_load((ROOT / "conf/base/parameters_contrastive_c1.yml").read_text())
     block = raw["contrastive_c1"]

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.distributed import Dist, current, spawn
 from dml_pipelines.core.engine.hooks import StepContext
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.registry import build_method
 
 GLOBAL_BATCH = 64

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import plain_reference as plain  # noqa: E402
-from dml_pipelines.core.config import deep_merge  # noqa: E402
+from dml_pipelines.core.layers import deep_merge  # noqa: E402
 
 VAL_BLOCK = 3
 
@@ -94,8 +94,9 @@ def fill(obj, epochs: int):
 def project_run(
     variant: str, seed: int, epochs: int, table, cache, threads: int | None = None
 ) -> dict:
-    from dml_pipelines.core.config import RunParams, parse_method_config
     from dml_pipelines.core.engine.run import train_model
+    from dml_pipelines.core.methods.configs import parse_method_config
+    from dml_pipelines.params import RunParams
 
     raw = yaml.safe_load(
         (ROOT / "conf/base/parameters_contrastive_c1.yml").read_text()

@@ -30,8 +30,8 @@ import time
 
 import torch
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.optim import build_optimizer
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.registry import build_method
 from dml_pipelines.core.models.gsp_pooling import GeneralizedSumPooling
 from dml_pipelines.core.models.pooling import GlobalAvgPool

@@ -73,8 +73,8 @@ def _measure(step, warmup: int, reps: int) -> dict[str, float]:
 def _run_step_case(index: int, losses: list[str], mem: bool) -> dict[str, float]:
     import torch
 
-    from dml_pipelines.core.config import parse_method_config
     from dml_pipelines.core.engine.optim import build_optimizer
+    from dml_pipelines.core.methods.configs import parse_method_config
     from dml_pipelines.core.methods.registry import build_method
 
     label, backbone, size, p, k, c, (layers, heads, cat), opt, steps = STEP_CASES[index]

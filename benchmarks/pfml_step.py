@@ -45,7 +45,7 @@ LOSS_CASES = {  # label: C, M, proxy_proxy (M None: ProxyAnchor)
 
 
 def _config(method: str, backbone: str, p: int, k: int, dim: int):
-    from dml_pipelines.core.config import parse_method_config
+    from dml_pipelines.core.methods.configs import parse_method_config
 
     raw = {
         "method": method,

@@ -25,9 +25,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from dml_pipelines.core.config import RunParams, deep_merge, parse_method_config
 from dml_pipelines.core.data.cache import ImageCache
 from dml_pipelines.core.engine.run import train_model
+from dml_pipelines.core.layers import deep_merge
+from dml_pipelines.core.methods.configs import parse_method_config
+from dml_pipelines.params import RunParams
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -45,7 +45,6 @@ import torch
 import yaml
 from PIL import Image
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.data.cache import build_cache
 from dml_pipelines.core.data.loader import make_loader
 from dml_pipelines.core.engine.assemble import assemble_run, build_for_training
@@ -54,6 +53,7 @@ from dml_pipelines.core.engine.run import train_model
 from dml_pipelines.core.engine.threads import configure_threads, training_threads
 from dml_pipelines.core.engine.trainer import Trainer
 from dml_pipelines.core.engine.training_data import pk_sampler, run_transforms
+from dml_pipelines.core.methods.configs import parse_method_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

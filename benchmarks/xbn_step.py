@@ -31,9 +31,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.hooks import StepContext
 from dml_pipelines.core.engine.optim import build_optimizer
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.registry import build_method
 
 VARIANTS = {  # label -> overrides of the method block

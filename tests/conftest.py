@@ -1,6 +1,7 @@
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -9,6 +10,24 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+
+
+def minimal_block(method: str = "contrastive_c1", **over: Any) -> dict[str, Any]:
+    """The smallest block of ``method`` that builds and trains a step on a CPU,
+    as the raw dict a parameters file holds: a two-layer ``small_cnn``, 8-d
+    embeddings, ``training.device: cpu``, and for a baseline its loss. ``over``
+    replaces whole top-level keys (``training={...}`` restates ``device``)."""
+    from dml_pipelines.core.methods.baselines_config import BASELINES
+
+    raw: dict[str, Any] = {
+        "method": method,
+        "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
+        "embedding_dim": 8,
+        "training": {"device": "cpu"},
+    }
+    if method in BASELINES:
+        raw["loss"] = {"name": method}
+    return {**raw, **over}
 
 
 @pytest.fixture

@@ -161,8 +161,8 @@ def test_registry_reads_the_grid_from_the_working_directory(tmp_path, monkeypatc
 
 
 def test_dvc_grid_agrees_with_the_vars_file_and_the_registry():
-    from dml_pipelines.core.config import DATASETS
     from dml_pipelines.core.methods.configs import method_configs
+    from dml_pipelines.params import DATASETS
 
     METHOD_CONFIGS = method_configs()
 

@@ -78,6 +78,6 @@ class DataRootCheck:
             n.name == "ingest_dataset" for n in pipeline.nodes
         ):
             return
-        from dml_pipelines.core.config import resolve_dataset
+        from dml_pipelines.params import resolve_dataset
 
         resolve_dataset(catalog.load("params:data"), catalog.load("params:datasets"))

@@ -1,7 +1,7 @@
 """Kedro project settings."""
 
 from dml_pipelines.config_loader import ProjectConfigLoader
-from dml_pipelines.core.config import run_directory
+from dml_pipelines.params import run_directory
 
 # block < recipe < conf/local < --params for method blocks; unknown --params fail
 CONFIG_LOADER_CLASS = ProjectConfigLoader
@@ -10,7 +10,7 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
     # conf/local/parameters.yml may override single keys (e.g. a data root)
     "merge_strategy": {"parameters": "soft"},
-    # catalog paths: seed<S> or seed<S>/fold<F> (core.config.run_directory)
+    # catalog paths: seed<S> or seed<S>/fold<F> (params.run_directory)
     "custom_resolvers": {"run_dir": run_directory},
 }
 

@@ -1,14 +1,9 @@
 import pytest
 
-from dml_pipelines.core.config import (
-    BaselineConfig,
-    DataParams,
-    DatasetTable,
-    RunParams,
-    deep_merge,
-    parse_method_config,
-    resolve_dataset,
-)
+from dml_pipelines.core.config import BaselineConfig
+from dml_pipelines.core.layers import deep_merge
+from dml_pipelines.core.methods.configs import parse_method_config
+from dml_pipelines.params import DataParams, DatasetTable, RunParams, resolve_dataset
 
 
 def raw(**kw):
@@ -176,3 +171,24 @@ def test_recipes_are_checked_over_the_block_as_written_not_over_another_recipe()
     msg = str(err.value)
     assert msg.startswith("contrastive_c1: recipes.broken: ") and "\n" not in msg
     assert "warmup_epochs must not exceed epochs" in msg
+
+
+def test_config_imports_nothing_of_the_method_layer():
+    """No cycle with ``core/methods/registry.py``: the config and the registry
+    checks it runs (``core/components.py``) import no module of ``core/methods``,
+    not even inside a function."""
+    import ast
+    from pathlib import Path
+
+    core = Path(__file__).resolve().parents[2] / "src/dml_pipelines/core"
+    for name in ("config.py", "components.py"):
+        tree = ast.parse((core / name).read_text())
+        imported = [
+            n.module if isinstance(n, ast.ImportFrom) else a.name
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Import | ast.ImportFrom)
+            for a in n.names
+        ]
+        assert imported and not [
+            m for m in imported if m and m.startswith("dml_pipelines.core.methods")
+        ], (name, imported)

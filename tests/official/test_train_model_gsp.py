@@ -9,9 +9,9 @@ import math
 
 import pytest
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.data.prepare import prepare_caches
 from dml_pipelines.core.engine.run import train_model
+from dml_pipelines.core.methods.configs import parse_method_config
 from tests.conftest import colour_classes
 
 

@@ -176,6 +176,10 @@ def test_same_seed_twice_gives_identical_metrics(
     [
         ("contrastive_c1.sampler.P=0", "contrastive_c1.sampler.P: Input should be"),
         ("dataset=cub200", "data root data/01_raw/cub200/CUB_200_2011 for dataset"),
+        # the evaluation block: one schema with evaluate() (core/evaluation/
+        # options.py), checked before training, not after it
+        ("evaluation.knn_bakend=torch", "evaluation.knn_bakend: unknown key"),
+        ("evaluation.seed=-1", "evaluation.seed: Input should be greater than or"),
     ],
 )
 def test_cli_reports_bad_input_in_one_line_without_traceback(project, params, message):

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dml_pipelines.core.config import DataParams
 from dml_pipelines.core.evaluation.embeddings import EmbeddingSet
 from dml_pipelines.core.reporting.params import ReportParams
+from dml_pipelines.params import DataParams
 from dml_pipelines.pipelines.reporting import nodes
 
 GRID = {"datasets": ["digits"], "methods": ["contrastive_c1", "xbn"], "seeds": [0, 1]}

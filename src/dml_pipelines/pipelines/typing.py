@@ -3,7 +3,8 @@ the one place that resolves the config a run uses."""
 
 import functools
 
-from dml_pipelines.core.config import DataParams, MethodConfig, RunParams
+from dml_pipelines.core.config import MethodConfig
+from dml_pipelines.params import DataParams, RunParams
 
 
 def resolve(params: MethodConfig, data: DataParams, run: RunParams) -> MethodConfig:

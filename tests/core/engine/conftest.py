@@ -5,17 +5,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from dml_pipelines.core.config import BaselineConfig
 from dml_pipelines.core.data.samplers import PKSampler
 from dml_pipelines.core.engine.callbacks import Callback
+from tests.conftest import minimal_block
 
 
 def make_cfg(**over):
-    raw = {
-        "method": "contrastive_c1",
-        "loss": {"name": "contrastive_c1"},
-        "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-        "embedding_dim": 8,
-        "sampler": {"P": 4, "K": 2},
-        "training": {"epochs": 3, "device": "cpu", "seed": 0},
-    }
+    raw = minimal_block(
+        sampler={"P": 4, "K": 2}, training={"epochs": 3, "device": "cpu", "seed": 0}
+    )
     for k, v in over.items():
         raw[k] = {**raw.get(k, {}), **v} if isinstance(v, dict) else v
     return BaselineConfig.model_validate(raw)

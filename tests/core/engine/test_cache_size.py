@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from dml_pipelines.core.config import protocol_card
 from dml_pipelines.core.data.fingerprint import data_fingerprint
 from dml_pipelines.core.data.prepare import prepare_caches
 from dml_pipelines.core.engine.run import train_model
 from dml_pipelines.core.engine.training_data import check_source_size
+from dml_pipelines.params import protocol_card
 from tests.conftest import colour_classes
 from tests.core.engine.conftest import make_cfg
 

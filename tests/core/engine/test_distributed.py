@@ -4,10 +4,11 @@ batch: same loss, same updated weights (float32, 1e-5)."""
 import pytest
 import torch
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.data.samplers import ShardedBatches
 from dml_pipelines.core.engine.distributed import spawn
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.registry import build_method
+from tests.conftest import minimal_block
 from tests.core.engine.conftest import make_trainer
 
 METHODS = {
@@ -19,14 +20,12 @@ METHODS = {
 
 def _cfg(name, sync_bn=True):
     return parse_method_config(
-        {
-            "method": name,
-            "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-            "embedding_dim": 8,
-            "optimizer": {"name": "sgd", "lr": 0.5},
-            "training": {"epochs": 1, "device": "cpu", "sync_bn": sync_bn},
-            **METHODS[name],
-        }
+        minimal_block(
+            name,
+            optimizer={"name": "sgd", "lr": 0.5},
+            training={"epochs": 1, "device": "cpu", "sync_bn": sync_bn},
+        )
+        | METHODS[name]
     )
 
 

@@ -2,11 +2,12 @@
 
 import torch
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.lr_drops import ReloadBestLrDrops
 from dml_pipelines.core.engine.trainer import load_checkpoint
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.registry import build_method
+from tests.conftest import minimal_block
 
 from .conftest import make_trainer, same_weights, weights
 
@@ -15,19 +16,13 @@ BASE_LR = 0.01
 
 def _cfg(selection):
     return parse_method_config(
-        {
-            "method": "intra_batch",
-            "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-            "embedding_dim": 8,
-            "sampler": {"P": 4, "K": 2},
-            "optimizer": {"name": "adam", "lr": BASE_LR},
-            "lr_drops": [],  # the callback is passed explicitly below
-            "training": {
-                "epochs": 4,
-                "device": "cpu",
-                "checkpoint_selection": selection,
-            },
-        }
+        minimal_block(
+            "intra_batch",
+            sampler={"P": 4, "K": 2},
+            optimizer={"name": "adam", "lr": BASE_LR},
+            lr_drops=[],  # the callback is passed explicitly below
+            training={"epochs": 4, "device": "cpu", "checkpoint_selection": selection},
+        )
     )
 
 

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from dml_pipelines.core.config import parse_method_config, run_identity
 from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.trainer import load_checkpoint, save_atomic
 from dml_pipelines.core.evaluation.embeddings import load_embeddings
+from dml_pipelines.core.identity import run_identity
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.provenance import code_digest, training_sources
 
 from .conftest import make_cfg, make_trainer, same_weights, weights

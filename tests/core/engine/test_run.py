@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.assemble import warm_start
 from dml_pipelines.core.engine.trainer import save_atomic
 from dml_pipelines.core.engine.training_data import noisy_labels
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.registry import build_method
 
 

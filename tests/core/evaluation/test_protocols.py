@@ -11,6 +11,7 @@ from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from dml_pipelines.core.evaluation import EmbeddingSet, evaluate, evaluate_mlrc
 from dml_pipelines.core.evaluation.clustering import clustering_metrics
 from dml_pipelines.core.evaluation.embeddings import normalize
+from dml_pipelines.core.evaluation.options import EvaluationOptions
 
 RETRIEVAL_KEYS = ("recall@1", "recall@2", "recall@4", "precision@1", "r_precision")
 
@@ -195,6 +196,30 @@ def test_option_errors_name_the_setting(worked_example):
         evaluate(x, y, avg_of_avgs="yes")
     with pytest.raises(ValueError, match=r"normalization"):
         evaluate(x, y, normalization="cosine")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"knn_bakend": "torch"},
+        {"seed": -1},
+        {"avg_of_avgs": "yes"},
+        {"knn_k": 0},
+        {"clustering_backend": "kmeans"},
+    ],
+)
+def test_evaluate_and_the_evaluation_block_share_one_schema(worked_example, options):
+    """``evaluate(**options)`` refuses what the ``evaluation`` block refuses, with
+    the same one line naming ``evaluation.<key>`` (core/evaluation/options.py)."""
+    x, y = worked_example
+    with pytest.raises(ValueError) as block:
+        EvaluationOptions.model_validate(options)
+    with pytest.raises(ValueError) as core:
+        evaluate(x, y, **options)
+    key = next(iter(options))
+    assert str(core.value) == str(block.value)
+    assert str(core.value).startswith(f"evaluation.{key}: ")
+    assert "\n" not in str(core.value)
 
 
 def test_explicit_k_below_r_max_is_an_error(worked_example):

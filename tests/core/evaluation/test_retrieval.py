@@ -221,5 +221,5 @@ def test_invalid_settings():
     idx = np.array([[1, 2], [0, 3], [3, 0], [2, 1]])
     with pytest.raises(ValueError, match="evaluation.lone_queries"):
         retrieval_metrics(idx, y, y, leave_one_out=True, lone_queries="keep")
-    with pytest.raises(ValueError, match="metrics.recall_at"):
+    with pytest.raises(ValueError, match=r"datasets\.<name>\.recall_at: "):
         retrieval_metrics(idx, y, y, leave_one_out=True, recall_at=(0,))

@@ -13,13 +13,14 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.data.samplers import PKSampler
 from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.hooks import TrainerView
 from dml_pipelines.core.engine.optim import build_optimizer
 from dml_pipelines.core.methods.ccp import CCP
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.registry import build_method
+from tests.conftest import minimal_block
 from tests.core.engine.conftest import make_trainer
 
 YAML = Path(__file__).resolve().parents[3] / "conf/base/parameters_ccp.yml"
@@ -27,15 +28,13 @@ C, PER_CLASS = 4, 5
 
 
 def config(**over):
-    raw = {
-        "method": "ccp",
-        "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-        "embedding_dim": 8,
-        "proxies_per_class": 2,
-        "pool_per_class": 3,
-        "sampler": {"P": 4, "K": 2},
-        "training": {"device": "cpu", "epochs": 2, "amp": False},
-    }
+    raw = minimal_block(
+        "ccp",
+        proxies_per_class=2,
+        pool_per_class=3,
+        sampler={"P": 4, "K": 2},
+        training={"device": "cpu", "epochs": 2, "amp": False},
+    )
     for k, v in over.items():
         raw[k] = {**raw[k], **v} if isinstance(raw.get(k), dict) else v
     return parse_method_config(raw)
@@ -488,13 +487,7 @@ def test_defaults_follow_the_spec_default_decisions():
 
 
 def test_contract_block_trains_a_step():
-    raw = {
-        "method": "ccp",
-        "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-        "embedding_dim": 8,
-        "training": {"device": "cpu"},
-    }
-    method = build_method(parse_method_config(raw), 4)
+    method = build_method(parse_method_config(minimal_block("ccp")), 4)
     loss, logs = method.training_loss(
         torch.randn(8, 3, 16, 16), torch.arange(4).repeat_interleave(2)
     )

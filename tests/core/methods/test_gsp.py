@@ -11,15 +11,16 @@ import pytest
 import torch
 import yaml
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.hooks import StepContext, StepOutput
 from dml_pipelines.core.engine.optim import build_optimizer
 from dml_pipelines.core.engine.trainer import load_checkpoint
 from dml_pipelines.core.losses.gsp_zsr import ZeroShotRegressionLoss
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.gsp import GSP
 from dml_pipelines.core.methods.gsp_config import GspConfig
 from dml_pipelines.core.methods.registry import build_method
+from tests.conftest import minimal_block
 from tests.core.engine.conftest import Kill
 
 from ..engine.conftest import make_trainer
@@ -28,19 +29,19 @@ YAML = Path(__file__).resolve().parents[3] / "conf/base/parameters_gsp.yml"
 
 
 def make(num_classes=4, **over):
-    raw = {
-        "method": "gsp",
-        "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-        "embedding_dim": 8,
-        "pooling": {
-            "name": "gsp",
-            "args": {"num_prototypes": 4, "init_memory_size": 16},
-        },
-        "xbm": {"memory_batches": 2, "start_step": 2},
-        "sampler": {"P": 4, "K": 2},
-        "training": {"device": "cpu", "epochs": 2},
-        **over,
-    }
+    raw = (
+        minimal_block(
+            "gsp",
+            pooling={
+                "name": "gsp",
+                "args": {"num_prototypes": 4, "init_memory_size": 16},
+            },
+            xbm={"memory_batches": 2, "start_step": 2},
+            sampler={"P": 4, "K": 2},
+            training={"device": "cpu", "epochs": 2},
+        )
+        | over
+    )
     cfg = parse_method_config(raw)
     torch.manual_seed(0)
     return build_method(cfg, num_classes), cfg
@@ -63,14 +64,7 @@ def initialise(method, seed=1):
 
 
 def test_minimal_block_trains_a_step_and_groups_hold_every_parameter():
-    cfg = parse_method_config(
-        {
-            "method": "gsp",
-            "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-            "embedding_dim": 8,
-            "training": {"device": "cpu"},
-        }
-    )
+    cfg = parse_method_config(minimal_block("gsp"))
     method = build_method(cfg, 4)
     assert isinstance(method, GSP) and isinstance(method.zsr, ZeroShotRegressionLoss)
     loss, logs = method.training_loss(*batch())

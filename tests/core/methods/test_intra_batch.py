@@ -7,27 +7,28 @@ import pytest
 import torch
 import yaml
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.data.samplers import PKSampler
 from dml_pipelines.core.engine.optim import build_optimizer
 from dml_pipelines.core.losses.label_smoothed_ce import label_smoothed_ce
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.intra_batch import IntraBatch
 from dml_pipelines.core.methods.intra_batch_config import IntraBatchConfig
 from dml_pipelines.core.methods.registry import build_method
+from tests.conftest import minimal_block
 
 YAML = Path(__file__).resolve().parents[3] / "conf/base/parameters_intra_batch.yml"
 
 
 def make(num_classes=4, **over):
-    raw = {
-        "method": "intra_batch",
-        "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-        "embedding_dim": 16,
-        "mpn": {"layers": 1, "heads": 2},
-        "temperature": 0.3,
-        "training": {"device": "cpu"},
-        **over,
-    }
+    raw = (
+        minimal_block(
+            "intra_batch",
+            embedding_dim=16,
+            mpn={"layers": 1, "heads": 2},
+            temperature=0.3,
+        )
+        | over
+    )
     cfg = parse_method_config(raw)
     torch.manual_seed(0)
     return build_method(cfg, num_classes), cfg

@@ -10,14 +10,15 @@ import pytest
 import torch
 import yaml
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.optim import build_optimizer
 from dml_pipelines.core.losses.gsp_zsr import ZeroShotRegressionLoss
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.intra_batch import IntraBatch
 from dml_pipelines.core.methods.intra_batch_config import IntraBatchConfig
 from dml_pipelines.core.methods.registry import build_method
 from dml_pipelines.core.models.gsp_pooling import GeneralizedSumPooling, greedy_kcenter
+from tests.conftest import minimal_block
 
 from ..engine.conftest import make_loader, make_trainer
 
@@ -36,17 +37,17 @@ ZSR = {"enabled": True, "weight": 0.1, "mix": "additive"}
 
 
 def raw(**over):
-    return {
-        "method": "intra_batch",
-        "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-        "embedding_dim": 8,
-        "mpn": {"layers": 1, "heads": 2},
-        "temperature": 0.3,
-        "sampler": {"P": 4, "K": 2},
-        "lr_drops": [],
-        "training": {"device": "cpu", "epochs": 1, "amp": False},
-        **over,
-    }
+    return (
+        minimal_block(
+            "intra_batch",
+            mpn={"layers": 1, "heads": 2},
+            temperature=0.3,
+            sampler={"P": 4, "K": 2},
+            lr_drops=[],
+            training={"device": "cpu", "epochs": 1, "amp": False},
+        )
+        | over
+    )
 
 
 def make(num_classes=6, **over):

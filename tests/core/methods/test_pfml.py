@@ -10,12 +10,13 @@ import pytest
 import torch
 import yaml
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.hooks import StepOutput
 from dml_pipelines.core.engine.trainer import load_checkpoint
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.pfml import PFML, EmbeddingCollapseError
 from dml_pipelines.core.methods.pfml_config import PFMLConfig
 from dml_pipelines.core.methods.registry import build_method
+from tests.conftest import minimal_block
 from tests.core.engine.conftest import Kill
 
 from ..engine.conftest import (
@@ -28,15 +29,15 @@ YAML = Path(__file__).resolve().parents[3] / "conf/base/parameters_pfml.yml"
 
 
 def config(**over):
-    raw = {
-        "method": "pfml",
-        "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-        "embedding_dim": 8,
-        "proxies_per_class": 2,
-        "sampler": {"P": 4, "K": 2},
-        "training": {"device": "cpu", "epochs": 2, "amp": False},
-        **over,
-    }
+    raw = (
+        minimal_block(
+            "pfml",
+            proxies_per_class=2,
+            sampler={"P": 4, "K": 2},
+            training={"device": "cpu", "epochs": 2, "amp": False},
+        )
+        | over
+    )
     return parse_method_config(raw)
 
 
@@ -52,14 +53,7 @@ def batch(seed=0):
 
 
 def test_minimal_block_trains_a_step_with_the_spec_defaults():
-    cfg = parse_method_config(
-        {
-            "method": "pfml",
-            "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-            "embedding_dim": 8,
-            "training": {"device": "cpu"},
-        }
-    )
+    cfg = parse_method_config(minimal_block("pfml"))
     assert (cfg.alpha, cfg.delta, cfg.proxies_per_class) == (4.0, 0.2, 15)
     assert (cfg.radius_att, cfg.radius_rep, cfg.min_distance) == (0.2, 0.2, 1e-4)
     assert (cfg.variant, cfg.proxy_proxy, cfg.reduction) == (

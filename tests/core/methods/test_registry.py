@@ -3,22 +3,14 @@
 import pytest
 import torch
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.methods.baselines_config import BASELINES
-from dml_pipelines.core.methods.configs import method_configs
+from dml_pipelines.core.methods.configs import method_configs, parse_method_config
 from dml_pipelines.core.methods.registry import build_method, load_all
+from tests.conftest import minimal_block
 
 
 def small(name):
-    raw = {
-        "method": name,
-        "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-        "embedding_dim": 8,
-        "training": {"device": "cpu"},
-    }
-    if name in BASELINES:
-        raw["loss"] = {"name": name}
-    return parse_method_config(raw)
+    return parse_method_config(minimal_block(name))
 
 
 @pytest.mark.parametrize("name", sorted(method_configs()))

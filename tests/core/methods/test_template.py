@@ -5,9 +5,10 @@ with no edit to core/engine, core/config.py or the pipelines."""
 import pytest
 import torch
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.callbacks import EarlyStopping
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.registry import build_method
+from tests.conftest import minimal_block
 
 from ..engine.conftest import make_loader, make_trainer
 from . import toy_method
@@ -20,22 +21,20 @@ def _toy():
     toy_method.unregister()
 
 
-RAW = {
-    "method": toy_method.NAME,
-    "loss": {"name": "contrastive_c1"},
-    "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-    "embedding_dim": 8,
-    "sampler": {"P": 4, "K": 2},
-    "memory_size": 16,
-    "start_step": 3,
-    "optimizer": {"grad_transforms": [{"name": "clip_norm", "args": {"max_norm": 5}}]},
-    "training": {
+RAW = minimal_block(
+    toy_method.NAME,
+    loss={"name": "contrastive_c1"},
+    sampler={"P": 4, "K": 2},
+    memory_size=16,
+    start_step=3,
+    optimizer={"grad_transforms": [{"name": "clip_norm", "args": {"max_norm": 5}}]},
+    training={
         "epochs": 6,
         "device": "cpu",
         "checkpoint_selection": "validation",
         "early_stopping": {"patience": 2},
     },
-}
+)
 
 
 def test_toy_method_trains_through_the_real_trainer():

@@ -11,13 +11,14 @@ import torch.nn.functional as F
 import yaml
 from pytorch_metric_learning import distances, losses, reducers
 
-from dml_pipelines.core.config import parse_method_config
 from dml_pipelines.core.engine.callbacks import Callback
 from dml_pipelines.core.engine.hooks import StepContext
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.methods.registry import build_method
 from dml_pipelines.core.methods.xbn import CrossBatchNorm
 from dml_pipelines.core.methods.xbn_config import XbnConfig
 from dml_pipelines.core.models.xbn_norm import batch_moments
+from tests.conftest import minimal_block
 from tests.core.engine.conftest import (
     Kill,
     make_loader,
@@ -38,15 +39,13 @@ def deep(base, over):
 
 
 def make(num_classes=6, **over):
-    raw = {
-        "method": "xbn",
-        "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-        "embedding_dim": 8,
-        "sampler": {"P": 4, "K": 2},
-        "xbm": {"memory_size": 20, "start_iteration": 0},
-        "xbn": {"enabled": False},
-        "training": {"device": "cpu", "epochs": 2, "seed": 0},
-    }
+    raw = minimal_block(
+        "xbn",
+        sampler={"P": 4, "K": 2},
+        xbm={"memory_size": 20, "start_iteration": 0},
+        xbn={"enabled": False},
+        training={"device": "cpu", "epochs": 2, "seed": 0},
+    )
     cfg = parse_method_config(deep(raw, over))
     torch.manual_seed(0)
     return build_method(cfg, num_classes), cfg
@@ -414,14 +413,7 @@ def test_default_block_is_xbm_plus_xbn_with_the_spec_defaults():
 
 
 def test_minimal_block_builds_and_trains_a_step():
-    cfg = parse_method_config(
-        {
-            "method": "xbn",
-            "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-            "embedding_dim": 8,
-            "training": {"device": "cpu"},
-        }
-    )
+    cfg = parse_method_config(minimal_block("xbn"))
     torch.manual_seed(0)
     method = build_method(cfg, 4)
     assert isinstance(method, CrossBatchNorm)

@@ -3,20 +3,13 @@
 import pytest
 import torch
 
-from dml_pipelines.core.config import parse_method_config
+from dml_pipelines.core.methods.configs import parse_method_config
 from dml_pipelines.core.models.embedder import build_embedder
+from tests.conftest import minimal_block
 
 
 def cfg(head, dim=8):
-    return parse_method_config(
-        {
-            "method": "contrastive_c1",
-            "loss": {"name": "contrastive_c1"},
-            "backbone": {"name": "small_cnn", "args": {"channels": [8, 16]}},
-            "embedding_dim": dim,
-            "head": head,
-        }
-    )
+    return parse_method_config(minimal_block(embedding_dim=dim, head=head))
 
 
 def test_linear_head_with_and_without_bias():

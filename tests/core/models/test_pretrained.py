@@ -11,8 +11,7 @@ import torch
 import torchvision
 import yaml
 
-from dml_pipelines.core.config import parse_method_config
-from dml_pipelines.core.methods.configs import config_for
+from dml_pipelines.core.methods.configs import config_for, parse_method_config
 from dml_pipelines.core.methods.registry import build_method
 from dml_pipelines.core.models.bninception import IMAGENET_URL, BNInception
 from tests.test_end_to_end import ROOT

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from dml_pipelines.core.config import config_hash
+from dml_pipelines.core.identity import config_hash
 
 CHECKPOINT_FORMAT = 2
 

@@ -20,8 +20,9 @@ def trained_config(state: Mapping[str, Any], cfg: MethodConfig) -> MethodConfig:
             differs from it in a key of the run's identity (one line naming the
             first keys, both values, and the command that re-trains).
     """
-    from dml_pipelines.core.config import identity_differences, parse_method_config
     from dml_pipelines.core.engine import launch
+    from dml_pipelines.core.identity import identity_differences
+    from dml_pipelines.core.methods.configs import parse_method_config
 
     if launch.current() is not None:  # torchrun trained it on the world's ranks
         cfg = launch.with_world(cfg, launch.current().world_size)

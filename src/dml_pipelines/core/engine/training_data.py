@@ -146,8 +146,8 @@ def check_source_size(cache: ImageCache, cfg: MethodConfig) -> None:
     Raises:
         ValueError: one line naming the key, the size wanted and the cache's.
     """
-    from dml_pipelines.core.config import source_size
     from dml_pipelines.core.data.cache import describe_size
+    from dml_pipelines.core.data.sizes import source_size
 
     wanted = cfg.transforms.source_size
     if wanted == "dataset":

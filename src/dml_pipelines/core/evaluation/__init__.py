@@ -1,15 +1,27 @@
 """Evaluation core: embeddings artifact, exact kNN, retrieval and clustering metrics,
-and the reporting protocols (docs/protocols.md)."""
+and the reporting protocols (docs/protocols.md).
+
+The names below load on first use, so that the torch-free ``options`` schema (what
+the Kedro nodes hint) imports without torch.
+"""
 
 from __future__ import annotations
 
-from .embeddings import EmbeddingSet, load_embeddings, save_embeddings
-from .protocols import evaluate, evaluate_mlrc
+import importlib
+from typing import Any
 
-__all__ = [
-    "EmbeddingSet",
-    "evaluate",
-    "evaluate_mlrc",
-    "load_embeddings",
-    "save_embeddings",
-]
+_EXPORTS = {
+    "EmbeddingSet": "embeddings",
+    "load_embeddings": "embeddings",
+    "save_embeddings": "embeddings",
+    "evaluate": "protocols",
+    "evaluate_mlrc": "protocols",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .knn import faiss_num_gpus, import_faiss
-
-CLUSTERING_BACKENDS = ("faiss", "sklearn")
+from .options import check_choice
 
 
 def kmeans_assign(
@@ -32,11 +31,7 @@ def kmeans_assign(
     Returns:
         ``(assignments, backend)``: (N,) int64 cluster ids and the backend that ran.
     """
-    if backend not in CLUSTERING_BACKENDS:
-        raise ValueError(
-            f"evaluation.clustering_backend: invalid value {backend!r}; "
-            f"valid: {', '.join(CLUSTERING_BACKENDS)}"
-        )
+    check_choice("clustering_backend", backend)
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not 1 <= num_clusters <= x.shape[0]:
         raise ValueError(f"num_clusters={num_clusters} must be in [1, {x.shape[0]}]")

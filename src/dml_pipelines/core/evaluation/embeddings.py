@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-NORMALIZATIONS = ("l2", "lipschitz", "none")
+from dml_pipelines.core.normalization import get_normalization
+
 _REQUIRED = ("embeddings", "labels", "index")
 
 
 def normalize(x: np.ndarray, mode: str, *, inplace: bool = False) -> np.ndarray:
     """Apply an embedding normalisation before ranking
-    (docs/protocols.md#what-is-ranked).
+    (docs/protocols.md#what-is-ranked; the registry ``core/normalization.py``).
 
     Args:
         x: (N, D) float array.
@@ -32,18 +33,7 @@ def normalize(x: np.ndarray, mode: str, *, inplace: bool = False) -> np.ndarray:
         (N, D) float32 array (a new array unless ``mode`` is ``none`` and ``x`` is
         already float32, or ``inplace``).
     """
-    if mode not in NORMALIZATIONS:
-        raise ValueError(
-            f"normalization: invalid value {mode!r}; valid: {', '.join(NORMALIZATIONS)}"
-        )
-    inplace = inplace and isinstance(x, np.ndarray) and x.dtype == np.float32
-    x = np.asarray(x, dtype=np.float32)
-    if mode == "none":
-        return x
-    # row norms without an N×D temporary
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
-    floor = np.finfo(np.float32).tiny if mode == "l2" else 1.0
-    return np.divide(x, np.maximum(norms, floor), out=x if inplace else None)
+    return get_normalization(mode).array(x, inplace=inplace)
 
 
 @dataclass
@@ -92,11 +82,7 @@ class EmbeddingSet:
                 )
         if (self.is_query is None) != (self.is_gallery is None):
             raise ValueError("is_query and is_gallery must be given together")
-        if self.normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"normalization: invalid value {self.normalization!r}; "
-                f"valid: {', '.join(NORMALIZATIONS)}"
-            )
+        get_normalization(self.normalization)
         if self.fold is not None:
             self.fold = int(self.fold)
 

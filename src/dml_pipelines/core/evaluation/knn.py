@@ -24,7 +24,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-KNN_BACKENDS = ("auto", "faiss", "torch", "bf16")
+from .options import check_choice
+
 BF16_MARGIN = 16  # extra bf16 candidates per row beyond k (re-ranked in float32)
 GPU_MAX_K = 2048  # faiss-GPU top-k limit (1024 on CUDA < 9.5)
 _FAISS_BLOCK = 16384  # query rows per faiss search call (bounds the result memory)
@@ -109,11 +110,7 @@ def resolve_backend(backend: str, normalized: bool) -> str:
         ValueError: naming ``evaluation.knn_backend`` for an unknown backend, or for
             ``bf16`` on vectors that are not L2-normalised.
     """
-    if backend not in KNN_BACKENDS:
-        raise ValueError(
-            f"evaluation.knn_backend: invalid value {backend!r}; "
-            f"valid: {', '.join(KNN_BACKENDS)}"
-        )
+    check_choice("knn_backend", backend)
     if backend == "auto":
         backend = "bf16" if normalized and bf16_is_fast() else "faiss"
     if backend == "bf16" and not normalized:

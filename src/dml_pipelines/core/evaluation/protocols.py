@@ -5,95 +5,33 @@ artifact and metrics file")."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .clustering import CLUSTERING_BACKENDS, clustering_metrics
-from .embeddings import NORMALIZATIONS, EmbeddingSet, normalize
-from .knn import KNN_BACKENDS, knn, resolve_backend
+from dml_pipelines.core.normalization import get_normalization
+
+from .clustering import clustering_metrics
+from .embeddings import EmbeddingSet, normalize
+from .knn import knn, resolve_backend
+from .options import EvaluationOptions
 from .ranks import NO_POSITIVE, first_positive_ranks, positive_table
 from .retrieval import (
-    DEEP_RECALL,
-    LONE_QUERIES,
     check_recall_at,
     relevant_counts,
     required_k,
     retrieval_metrics,
 )
 
-INSHOP_SETS = ("union", "query")
 
-
-@dataclass(frozen=True)
-class EvalOptions:
-    """Options of ``evaluate()``; each mirrors a config key (``OPTION_KEYS``)."""
-
-    normalization: str = "l2"
-    lone_queries: str = "drop"
-    knn_backend: str = "auto"
-    knn_chunk_size: int = 4096
-    knn_k: int | None = None
-    deep_recall: str = "count"
-    avg_of_avgs: bool = False
-    clustering: bool = True
-    clustering_backend: str = "faiss"
-    inshop_set: str = "union"
-    seed: int = 0
-
-
-OPTION_KEYS = {
-    "normalization": "normalization",
-    "lone_queries": "evaluation.lone_queries",
-    "knn_backend": "evaluation.knn_backend",
-    "knn_chunk_size": "evaluation.knn_chunk_size",
-    "knn_k": "evaluation.knn_k",
-    "deep_recall": "evaluation.deep_recall",
-    "avg_of_avgs": "evaluation.avg_of_avgs",
-    "clustering": "evaluation.clustering",
-    "clustering_backend": "evaluation.clustering_backend",
-    "inshop_set": "evaluation.inshop_set",
-    "seed": "evaluation.seed",
-}
-_CHOICES = {
-    "normalization": NORMALIZATIONS,
-    "lone_queries": LONE_QUERIES,
-    "knn_backend": KNN_BACKENDS,
-    "deep_recall": DEEP_RECALL,
-    "clustering_backend": CLUSTERING_BACKENDS,
-    "inshop_set": INSHOP_SETS,
-}
-
-
-def resolve_options(options: dict[str, Any]) -> EvalOptions:
-    """Validate ``evaluate()`` options against ``EvalOptions``.
+def resolve_options(options: dict[str, Any]) -> EvaluationOptions:
+    """Validate ``evaluate()`` options against the ``evaluation`` block's schema.
 
     Raises:
-        ValueError: one line naming the config key, on an unknown option or an
-            invalid value.
+        ValueError: one line naming ``evaluation.<key>``, on an unknown option or
+            an invalid value.
     """
-    unknown = sorted(set(options) - set(OPTION_KEYS))
-    if unknown:
-        raise ValueError(
-            f"metrics: unknown option(s) {unknown}; valid: {', '.join(OPTION_KEYS)}"
-        )
-    for name, value in options.items():
-        key = OPTION_KEYS[name]
-        if name in _CHOICES and value not in _CHOICES[name]:
-            raise ValueError(
-                f"{key}: invalid value {value!r}; valid: {', '.join(_CHOICES[name])}"
-            )
-        if name in ("avg_of_avgs", "clustering") and not isinstance(value, bool):
-            raise ValueError(f"{key} must be true or false, got {value!r}")
-        if name in ("knn_chunk_size", "knn_k", "seed"):
-            ok = value is None and name == "knn_k"
-            ok = ok or (
-                isinstance(value, int | np.integer) and not isinstance(value, bool)
-            )
-            if not ok or (value is not None and value < (0 if name == "seed" else 1)):
-                raise ValueError(f"{key} must be a positive int, got {value!r}")
-    return EvalOptions(**options)
+    return EvaluationOptions.model_validate(options)
 
 
 def evaluate(
@@ -104,6 +42,7 @@ def evaluate(
     is_gallery: np.ndarray | None = None,
     recall_at: Sequence[int] = (1, 2, 4, 8),
     return_per_class: bool = False,
+    normalization: str = "l2",
     **options: Any,
 ):
     """Retrieval and clustering metrics of one embedding set
@@ -118,18 +57,16 @@ def evaluate(
         is_query: (N,) bool, query → gallery datasets only.
         is_gallery: (N,) bool; defaults to ``~is_query`` when only ``is_query`` is
             given. An image may not be both.
-        recall_at: the dataset's Recall@K list (``metrics.recall_at``).
+        recall_at: the dataset's Recall@K list (``datasets.<name>.recall_at``).
         return_per_class: also return the per-class DataFrame (``label,
             num_queries, recall@1, r_precision, map@r``).
-        **options: the fields of ``EvalOptions``: ``normalization`` (l2 | lipschitz
-            | none), ``lone_queries`` (drop | miss), ``knn_backend`` (auto | faiss |
-            torch | bf16; ``auto``: bf16 on L2-normalised vectors where bfloat16 is
-            fast, else faiss), ``knn_chunk_size`` (4096), ``knn_k`` (None: R_max
-            under ``deep_recall: count``, max(largest K, R_max) under ``search``),
-            ``deep_recall`` (count | search: Recall@K beyond the search depth by
-            counting, or by searching that deep), ``avg_of_avgs`` (False),
-            ``clustering`` (True), ``clustering_backend`` (faiss | sklearn),
-            ``inshop_set`` (union | query), ``seed`` (0).
+        normalization: ``l2`` | ``lipschitz`` | ``none`` (``core/normalization.py``),
+            applied before ranking.
+        **options: the ``evaluation`` block (``EvaluationOptions``, the schema of
+            ``conf/base/parameters.yml``'s ``evaluation``): ``lone_queries``,
+            ``knn_backend``, ``knn_chunk_size``, ``knn_k``, ``deep_recall``,
+            ``avg_of_avgs``, ``clustering``, ``clustering_backend``,
+            ``inshop_set``, ``seed``. Errors name ``evaluation.<key>``.
 
     Returns:
         The metrics dict: ``recall@{K}``, ``precision@1``, ``r_precision``,
@@ -141,6 +78,7 @@ def evaluate(
         ``(metrics, per_class_df)``.
     """
     opts = resolve_options(options)
+    norm = get_normalization(normalization)
     x = np.asarray(embeddings, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)
     if x.ndim != 2 or labels.shape != (x.shape[0],):
@@ -156,16 +94,15 @@ def evaluate(
         )
     query_mask, gallery_mask = split_masks(is_query, is_gallery, x.shape[0])
     leave_one_out = query_mask is None
-    mode = opts.normalization
     if leave_one_out:
-        q_x, q_y, r_x, r_y = normalize(x, mode), labels, None, labels
+        q_x, q_y, r_x, r_y = norm.array(x), labels, None, labels
     else:  # normalise the (fresh) subsets in place: no N×D copy beyond them
-        q_x, q_y = normalize(x[query_mask], mode, inplace=True), labels[query_mask]
-        r_x = normalize(x[gallery_mask], mode, inplace=True)
+        q_x, q_y = norm.array(x[query_mask], inplace=True), labels[query_mask]
+        r_x = norm.array(x[gallery_mask], inplace=True)
         r_y = labels[gallery_mask]
     num_refs = len(r_y) - int(leave_one_out)
     relevant = relevant_counts(q_y, r_y, leave_one_out)
-    normalized = opts.normalization == "l2"
+    normalized = norm.unit_norm
     backend = resolve_backend(opts.knn_backend, normalized)
     k = required_k(
         relevant, recall_at, num_refs, knn_k=opts.knn_k, deep_recall=opts.deep_recall
@@ -213,7 +150,7 @@ def evaluate(
     metrics["retrieval_mode"] = "leave_one_out" if leave_one_out else "query_gallery"
     if opts.clustering:
         c_mask = clustering_rows(query_mask, gallery_mask, opts.inshop_set)
-        c_x = q_x if leave_one_out else normalize(x[c_mask], mode, inplace=True)
+        c_x = q_x if leave_one_out else norm.array(x[c_mask], inplace=True)
         metrics.update(
             clustering_metrics(
                 c_x,

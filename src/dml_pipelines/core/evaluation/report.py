@@ -43,7 +43,7 @@ def evaluate_set(
 def cluster_set(es: EmbeddingSet, **options: Any) -> dict[str, Any]:
     """k-means metrics of an artifact: the test set, or for query → gallery data
     the union (``inshop_set: union``) or the queries (``query``)."""
-    opts = resolve_options({**options, "normalization": es.normalization})
+    opts = resolve_options(options)
     x = normalize(np.asarray(es.embeddings, np.float32), es.normalization)
     query_mask, gallery_mask = split_masks(es.is_query, es.is_gallery, len(es.labels))
     rows = clustering_rows(query_mask, gallery_mask, opts.inshop_set)

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-LONE_QUERIES = ("drop", "miss")
-DEEP_RECALL = ("count", "search")
+from .options import check_choice
+
 PER_CLASS_COLUMNS = ["label", "num_queries", "recall@1", "r_precision", "map@r"]
 _BLOCK = 8192  # query rows per block of the relevance matrix
 
@@ -46,12 +46,13 @@ def check_recall_at(recall_at: Sequence[int]) -> tuple[int, ...]:
         ks = tuple(int(k) for k in recall_at)
     except (TypeError, ValueError):
         raise ValueError(
-            f"metrics.recall_at must be a list of positive ints, got {recall_at!r}"
+            "datasets.<name>.recall_at: must be a list of positive ints "
+            f"(got {recall_at!r})"
         ) from None
     if not ks or min(ks) < 1 or any(k != v for k, v in zip(ks, recall_at, strict=True)):
         raise ValueError(
-            f"metrics.recall_at must be a non-empty list of positive ints, got "
-            f"{recall_at!r}"
+            "datasets.<name>.recall_at: must be a non-empty list of positive ints "
+            f"(got {recall_at!r})"
         )
     return ks
 
@@ -81,11 +82,7 @@ def required_k(
         ValueError: naming ``evaluation.knn_k`` if it is below R_max, or (``search``)
             below the largest K.
     """
-    if deep_recall not in DEEP_RECALL:
-        raise ValueError(
-            f"evaluation.deep_recall: invalid value {deep_recall!r}; "
-            f"valid: {', '.join(DEEP_RECALL)}"
-        )
+    check_choice("deep_recall", deep_recall)
     r_max = int(relevant.max(initial=0))
     k_max = min(max(check_recall_at(recall_at)), num_references)
     if knn_k is None:
@@ -183,11 +180,7 @@ def retrieval_metrics(
         ValueError: naming ``evaluation.knn_k`` when k < R_max or k < the largest K
             (and fewer than k references exist).
     """
-    if lone_queries not in LONE_QUERIES:
-        raise ValueError(
-            f"evaluation.lone_queries: invalid value {lone_queries!r}; "
-            f"valid: {', '.join(LONE_QUERIES)}"
-        )
+    check_choice("lone_queries", lone_queries)
     ks = check_recall_at(recall_at)
     query_labels = np.asarray(query_labels, dtype=np.int64)
     reference_labels = np.asarray(reference_labels, dtype=np.int64)

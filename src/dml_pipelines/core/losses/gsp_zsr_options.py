@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from dml_pipelines.core.config import StrictModel
+from dml_pipelines.core.schema import StrictModel
 
 
 class ZsrConfig(StrictModel):

@@ -40,3 +40,10 @@ def config_for(name: Any) -> Any:
     """The config model of method ``name``; ``KeyError`` listing the valid ones."""
     method_configs()
     return METHOD_CONFIGS.get(name, key="method")
+
+
+def parse_method_config(raw: dict[str, Any]) -> Any:
+    """Validate a method block with the config model registered for its
+    ``method`` (``core/methods/<name>_config.py``)."""
+    name = raw.get("method") if isinstance(raw, dict) else None
+    return config_for(name).model_validate(raw)

@@ -15,15 +15,11 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from dml_pipelines.core.config import (
-    Component,
-    MethodConfig,
-    StrictModel,
-    check_head_init,
-)
+from dml_pipelines.core.config import Component, MethodConfig, check_head_init
 from dml_pipelines.core.losses.gsp_zsr_options import ZsrConfig
 from dml_pipelines.core.methods.configs import register_config
 from dml_pipelines.core.models.gsp_pooling_options import check_pooling_args
+from dml_pipelines.core.schema import StrictModel
 
 #: losses under the pair-loss contract (usable inside the cross-batch memory)
 PAIR_LOSSES = ("contrastive_c1", "contrastive_c2", "triplet", "multi_similarity")

@@ -14,10 +14,11 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from dml_pipelines.core.config import MethodConfig, StrictModel, check_head_init
+from dml_pipelines.core.config import MethodConfig, check_head_init
 from dml_pipelines.core.losses.gsp_zsr_options import ZsrConfig
 from dml_pipelines.core.methods.configs import register_config
 from dml_pipelines.core.models.gsp_pooling_options import check_pooling_args
+from dml_pipelines.core.schema import StrictModel
 
 INTRA_BATCH_LOSSES = ("backbone_ce", "mpn_ce")
 

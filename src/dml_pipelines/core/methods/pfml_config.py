@@ -12,8 +12,9 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from dml_pipelines.core.config import MethodConfig, StrictModel
+from dml_pipelines.core.config import MethodConfig
 from dml_pipelines.core.methods.configs import register_config
+from dml_pipelines.core.schema import StrictModel
 
 ALPHA_HELP = (
     "α is the decay exponent of the force d^(−α) (0: a constant force); a "

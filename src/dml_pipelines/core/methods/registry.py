@@ -16,7 +16,6 @@ from dml_pipelines.core.models.embedder import build_embedder
 from dml_pipelines.core.registry import (
     Registry,
     call_with_args,
-    check_args,
     import_modules,
 )
 
@@ -60,72 +59,3 @@ def load_all() -> Registry:
 def build_method(cfg: MethodConfig, num_classes: int) -> Method:
     """Build the method named ``cfg.method`` for ``num_classes`` training classes."""
     return load_all().get(cfg.method, key="method")(cfg, num_classes)
-
-
-def check_positives(builder: Any, name: str, sampler: Any) -> None:
-    """A pair loss (its builder returns a ``PairLoss``) needs K >= 2 samples of
-    a class per batch, or no anchor has a positive (one line naming the key)."""
-    import inspect
-
-    from dml_pipelines.core.losses.pair_loss import PairLoss
-
-    returns = inspect.signature(builder).return_annotation
-    pair = returns is PairLoss or returns == "PairLoss"
-    if pair and sampler.random_factorisation is None and sampler.K < 2:
-        raise ValueError(
-            f"sampler.K: {sampler.K} gives no positive pairs; loss {name!r} is a "
-            "pair loss and needs K >= 2"
-        )
-
-
-def check_components(cfg: MethodConfig) -> None:
-    """Check every registered name and argument set in ``cfg`` without building
-    anything (called by config validation, before any work)."""
-    from dml_pipelines.core.data.transforms import PRESETS
-    from dml_pipelines.core.engine.grad import GRAD_TRANSFORMS
-    from dml_pipelines.core.engine.optim import OPTIMIZERS, SCHEDULERS
-    from dml_pipelines.core.models.backbones import BACKBONES
-    from dml_pipelines.core.models.heads import HEADS
-    from dml_pipelines.core.models.pooling import POOLINGS
-
-    load_all().get(cfg.method, key="method")
-    check_args(
-        BACKBONES.get(cfg.backbone.name, key="backbone.name"),
-        cfg.backbone.args,
-        "backbone.args",
-        ("pretrained",),
-    )
-    check_args(
-        POOLINGS.get(cfg.pooling.name, key="pooling.name"),
-        cfg.pooling.args,
-        "pooling.args",
-    )
-    check_args(
-        HEADS.get(cfg.head.name, key="head.name"),
-        cfg.head.args,
-        "head.args",
-        ("in_dim", "out_dim"),
-    )
-    check_args(
-        OPTIMIZERS.get(cfg.optimizer.name, key="optimizer.name"),
-        cfg.optimizer.args,
-        "optimizer.args",
-        ("params", "lr", "weight_decay"),
-    )
-    for i, t in enumerate(cfg.optimizer.grad_transforms):
-        key = f"optimizer.grad_transforms.{i}"
-        check_args(GRAD_TRANSFORMS.get(t.name, key=f"{key}.name"), t.args, key)
-    PRESETS.get(cfg.transforms.preset, key="transforms.preset")
-    if cfg.training.scheduler is not None:
-        check_args(
-            SCHEDULERS.get(cfg.training.scheduler.name, key="training.scheduler.name"),
-            cfg.training.scheduler.args,
-            "training.scheduler.args",
-            ("optimizer", "total_epochs"),
-            require=True,
-        )
-    loss = getattr(cfg, "loss", None)
-    if loss is not None:
-        builder = load_losses().get(loss.name, key="loss.name")
-        check_args(builder, loss.args, "loss.args", ("embedding_size", "num_classes"))
-        check_positives(builder, loss.name, cfg.sampler)

@@ -13,20 +13,14 @@ from torch import nn
 from dml_pipelines.core.models.backbones import BACKBONES, freeze_batchnorm
 from dml_pipelines.core.models.heads import HEADS
 from dml_pipelines.core.models.pooling import POOLINGS
-from dml_pipelines.core.ops import clip_to_ball
+from dml_pipelines.core.normalization import get_normalization
 from dml_pipelines.core.registry import call_with_args
 
 
 def normalize_embeddings(x: torch.Tensor, mode: str) -> torch.Tensor:
     """(B, D) -> (B, D): ``l2`` (unit norm), ``lipschitz`` (v / max(1, ‖v‖)) or
     ``none``."""
-    if mode == "l2":
-        return nn.functional.normalize(x, dim=1)
-    if mode == "lipschitz":
-        return clip_to_ball(x)
-    if mode == "none":
-        return x
-    raise ValueError(f"normalization: {mode!r} is invalid; valid: l2, lipschitz, none")
+    return get_normalization(mode).tensor(x)
 
 
 class Embedder(nn.Module):

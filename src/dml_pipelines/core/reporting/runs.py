@@ -64,7 +64,7 @@ def _metric_items(record: Mapping[str, Any]) -> dict[str, float]:
 def _config_fields(card: Mapping[str, Any]) -> dict[str, Any]:
     """``config`` (the resolved method block, when the card has one) as JSON and
     its hash, so that settings of a paper row can be matched against it."""
-    from dml_pipelines.core.config import config_hash
+    from dml_pipelines.core.identity import config_hash
 
     config = card.get("config")
     if config is None:

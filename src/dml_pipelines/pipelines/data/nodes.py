@@ -4,7 +4,7 @@ from typing import Any
 
 import pandas as pd
 
-from dml_pipelines.core.config import DataParams, DatasetTable, resolve_dataset
+from dml_pipelines.params import DataParams, DatasetTable, resolve_dataset
 
 
 def ingest_dataset(data: DataParams, datasets: DatasetTable) -> pd.DataFrame:

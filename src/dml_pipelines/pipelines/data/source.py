@@ -45,7 +45,7 @@ def resolved_block(dataset: str, project: Path) -> dict[str, Any]:
     from kedro.framework.project import settings
     from kedro.framework.startup import bootstrap_project
 
-    from dml_pipelines.core.config import DatasetTable
+    from dml_pipelines.params import DatasetTable
 
     bootstrap_project(project)
     loader = settings.CONFIG_LOADER_CLASS(

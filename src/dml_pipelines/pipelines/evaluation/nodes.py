@@ -4,17 +4,13 @@ from typing import Any
 
 import pandas as pd
 
-from dml_pipelines.core.config import (
-    DataParams,
-    DatasetTable,
-    EvaluationParams,
-    MethodConfig,
-    RunParams,
-)
+from dml_pipelines.core.config import MethodConfig
+from dml_pipelines.core.evaluation.options import EvaluationOptions
+from dml_pipelines.params import DataParams, DatasetTable, RunParams
 from dml_pipelines.pipelines.typing import resolve
 
 
-def _options(evaluation: EvaluationParams, **extra: Any) -> dict[str, Any]:
+def _options(evaluation: EvaluationOptions, **extra: Any) -> dict[str, Any]:
     return {**evaluation.model_dump(), **extra}
 
 
@@ -22,7 +18,7 @@ def evaluate_retrieval(
     test_embeddings: Any,
     data: DataParams,
     datasets: DatasetTable,
-    evaluation: EvaluationParams,
+    evaluation: EvaluationOptions,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Retrieval metrics (Recall@K, P@1, R-Precision, MAP@R) and per-class table.
 
@@ -30,7 +26,7 @@ def evaluate_retrieval(
         test_embeddings: the embeddings artifact.
         data: the run's dataset.
         datasets: every dataset's block (the run's K list).
-        evaluation: ``metrics.*`` options.
+        evaluation: the ``evaluation`` block (retrieval options).
 
     Returns:
         The metrics dict and the per-class breakdown.
@@ -50,7 +46,7 @@ def evaluate_untrained(
     untrained_embeddings: Any,
     data: DataParams,
     datasets: DatasetTable,
-    evaluation: EvaluationParams,
+    evaluation: EvaluationOptions,
 ) -> dict[str, Any]:
     """Retrieval metrics of the untrained network (the baseline to beat).
 
@@ -58,7 +54,7 @@ def evaluate_untrained(
         untrained_embeddings: the untrained network's embeddings artifact.
         data: the run's dataset.
         datasets: every dataset's block (the run's K list).
-        evaluation: ``metrics.*`` options.
+        evaluation: the ``evaluation`` block (retrieval options).
 
     Returns:
         The metrics dict.
@@ -74,13 +70,13 @@ def evaluate_untrained(
 
 
 def cluster_embeddings(
-    test_embeddings: Any, evaluation: EvaluationParams
+    test_embeddings: Any, evaluation: EvaluationOptions
 ) -> dict[str, Any]:
     """k-means clustering metrics (NMI, AMI, pairwise F1).
 
     Args:
         test_embeddings: the embeddings artifact.
-        evaluation: ``clustering.*`` options.
+        evaluation: the ``evaluation`` block (clustering options).
 
     Returns:
         The clustering metrics dict.
@@ -188,7 +184,8 @@ def write_protocol_card(
         ValueError: the current parameters, data root or dataset files differ
             from those the model was trained with (one line).
     """
-    from dml_pipelines.core.config import config_hash, protocol_card
+    from dml_pipelines.core.identity import config_hash
+    from dml_pipelines.params import protocol_card
 
     cfg = _trained(model_state, params, data, datasets, run)
     config = cfg.model_dump(mode="json")
@@ -240,7 +237,7 @@ def evaluate_mlrc(
     fold_embeddings: dict[str, Any],
     data: DataParams,
     datasets: DatasetTable,
-    evaluation: EvaluationParams,
+    evaluation: EvaluationOptions,
 ) -> dict[str, Any]:
     """MLRC: the fold models of one seed, separated (mean over folds) and
     concatenated (the L2-normalised fold embeddings side by side).
@@ -249,7 +246,7 @@ def evaluate_mlrc(
         fold_embeddings: the fold models' embeddings artifacts (partitions).
         data: the run's dataset.
         datasets: every dataset's block (the run's K list).
-        evaluation: ``metrics.*`` options.
+        evaluation: the ``evaluation`` block (retrieval options).
 
     Returns:
         ``{"mlrc_separated": {...}, "mlrc_concatenated": {...}, "folds": [...]}``.

@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from dml_pipelines.core.config import DataParams
 from dml_pipelines.core.reporting.params import ReportParams, grid_lists
+from dml_pipelines.params import DataParams
 
 PAPER_RESULTS = "conf/base/paper_results.yml"
 GRID = "conf/grid.yaml"

@@ -10,13 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from dml_pipelines.core.config import (
-    DataParams,
-    DatasetTable,
-    MethodConfig,
-    PathsParams,
-    RunParams,
-)
+from dml_pipelines.core.config import MethodConfig
+from dml_pipelines.params import DataParams, DatasetTable, PathsParams, RunParams
 from dml_pipelines.pipelines.typing import resolve
 
 
@@ -24,7 +19,7 @@ def run_cache_size(image_cache: dict[str, Any], cfg: MethodConfig) -> int | None
     """The cache size this run trains and embeds on: ``transforms.source_size``,
     where ``dataset`` is the size the dataset's cache was built with (the
     manifest's ``resize_shorter``); ``None``: the original size."""
-    from dml_pipelines.core.config import source_size
+    from dml_pipelines.core.data.sizes import source_size
 
     return source_size(cfg.transforms.source_size, image_cache.get("resize_shorter"))
 
