@@ -66,8 +66,17 @@ class StrictModel(OneLineErrors, BaseModel):
     )
 
 
-EMBEDDED_DATASETS = ("digits", "glyphs")
-DATASETS = ("digits", "glyphs", "cub200", "cars196", "sop", "inshop", "csv")
+EMBEDDED_DATASETS = ("digits", "glyphs", "glyphs_tune")
+DATASETS = (
+    "digits",
+    "glyphs",
+    "glyphs_tune",
+    "cub200",
+    "cars196",
+    "sop",
+    "inshop",
+    "csv",
+)
 
 
 class Component(StrictModel):
