@@ -165,11 +165,7 @@ def main() -> None:
     args = ap.parse_args()
     import plain_reference as plain
 
-    plain.ensure_glyphs()
-    from dml_pipelines.core.data.cache import ImageCache
-
-    table = pd.read_parquet(ROOT / "data/02_intermediate/glyphs/index_table.parquet")
-    cache = ImageCache.open(ROOT / "data/03_primary/glyphs/cache_original")
+    table, cache = plain.prepared()
     print(
         f"# {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC · "
         f"{platform.processor() or platform.machine()} · {os.cpu_count()} CPUs · "

@@ -26,17 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import yaml
 
 from dml_pipelines.core.config import RunParams, deep_merge, parse_method_config
-from dml_pipelines.core.data.cache import ImageCache
 from dml_pipelines.core.engine.run import train_model
+from plain_reference import prepared
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,18 +69,6 @@ def run_one(
     }
 
 
-def ensure_data(dataset: str) -> None:
-    """Build ``dataset``'s index table and cache with the `data` pipeline if missing."""
-    if not (ROOT / f"data/03_primary/{dataset}/cache_original").exists():
-        subprocess.run(
-            [sys.executable, "-m", "kedro", "run", "--pipelines=data", "--params"]
-            + [f"dataset={dataset}"],
-            cwd=ROOT,
-            check=True,
-            env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"},
-        )
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", choices=["glyphs", "glyphs_tune"], default="glyphs")
@@ -102,11 +87,7 @@ def main() -> None:
     )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    ensure_data(args.dataset)
-    table = pd.read_parquet(
-        ROOT / f"data/02_intermediate/{args.dataset}/index_table.parquet"
-    )
-    cache = ImageCache.open(ROOT / f"data/03_primary/{args.dataset}/cache_original")
+    table, cache = prepared(args.dataset)
     print(f"# load {os.getloadavg()[0]:.1f}", flush=True)
     for seed in args.seeds:
         for method, over in args.run:
