@@ -21,7 +21,9 @@ Pairs (method default, then its baseline, a deep-merged override of the block):
                  message passing (`losses: [backbone_ce]`).
 
 One CSV row per run is appended to `--out` as it finishes (a partial sweep is
-still reportable); at the end a Markdown table (mean ± sample std over seeds).
+still reportable); at the end Markdown tables (mean ± sample std over seeds, and
+the paired difference method − baseline). `--summarize CSV...` prints the
+tables of recorded rows without training.
 
     python benchmarks/default_checks.py --seeds 0 1 2 --out default_checks.csv
     python benchmarks/default_checks.py --pairs pfml --seeds 0 1 \
@@ -128,12 +130,13 @@ def run_one(
     }
 
 
+def _fmt(s: pd.Series) -> str:
+    return f"{s.mean():.3f} ± {s.std():.3f}" if len(s) > 1 else f"{s.mean():.3f}"
+
+
 def summary(df: pd.DataFrame) -> str:
-    """Markdown table: mean ± sample std over seeds per (pair, side, noise)."""
-
-    def fmt(s: pd.Series) -> str:
-        return f"{s.mean():.3f} ± {s.std():.3f}" if len(s) > 1 else f"{s.mean():.3f}"
-
+    """Markdown tables: mean ± sample std over seeds per (pair, noise, side), then
+    the paired difference method − baseline over the seeds both sides ran."""
     rows = []
     keys = ["pair", "label_noise", "side", "method", "variant"]
     for key, g in df.groupby(keys, sort=False):
@@ -144,12 +147,33 @@ def summary(df: pd.DataFrame) -> str:
             {
                 **dict(zip(keys, key, strict=True)),
                 "seeds": " ".join(str(s) for s in g["seed"]),
-                "Recall@1": fmt(g["recall@1"]),
-                "MAP@R": fmt(g["map@r"]),
+                "Recall@1": _fmt(g["recall@1"]),
+                "MAP@R": _fmt(g["map@r"]),
                 "per seed R@1 / MAP@R": per_seed,
             }
         )
-    return pd.DataFrame(rows).to_markdown(index=False)
+    deltas = []
+    for (pair, noise), g in df.groupby(["pair", "label_noise"], sort=False):
+        wide = g.pivot_table(
+            index="seed", columns="side", values=["recall@1", "map@r"]
+        ).dropna()
+        if wide.empty or "baseline" not in wide["recall@1"]:
+            continue
+        d = wide.xs("method", axis=1, level=1) - wide.xs("baseline", axis=1, level=1)
+        deltas.append(
+            {
+                "pair": pair,
+                "label_noise": noise,
+                "seeds": " ".join(str(s) for s in wide.index),
+                "Δ Recall@1 (method − baseline)": _fmt(d["recall@1"]),
+                "Δ MAP@R": _fmt(d["map@r"]),
+                "seeds won (R@1)": f"{int((d['recall@1'] > 0).sum())}/{len(d)}",
+            }
+        )
+    out = pd.DataFrame(rows).to_markdown(index=False)
+    if deltas:
+        out += "\n\n" + pd.DataFrame(deltas).to_markdown(index=False)
+    return out
 
 
 def main() -> None:
@@ -162,7 +186,17 @@ def main() -> None:
         "--epochs", type=int, default=None, help="override (smoke runs only)"
     )
     ap.add_argument("--out", type=Path, default=None, help="CSV, one row per run")
+    ap.add_argument(
+        "--summarize",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="print the tables of recorded CSVs and exit (no training)",
+    )
     args = ap.parse_args()
+    if args.summarize:
+        print(summary(pd.concat(pd.read_csv(p) for p in args.summarize)))
+        return
     import plain_reference as plain
 
     table, cache = plain.prepared()

@@ -58,6 +58,12 @@ def test_summary_is_mean_and_sample_std_over_seeds():
         | {"variant": "v", "seed": s, "recall@1": r, "map@r": r / 2}
         for s, r in ((0, 0.8), (1, 0.9), (2, 1.0))
     ]
-    table = dc.summary(pd.DataFrame(rows))
+    base = [
+        r | {"side": "baseline", "recall@1": r["recall@1"] - d, "map@r": 0.4}
+        for r, d in zip(rows, (0.1, -0.2, 0.4), strict=True)
+    ]
+    table = dc.summary(pd.DataFrame(rows + base))
     assert "0.900 ± 0.100" in table and "0.450 ± 0.050" in table
     assert "0.800 / 0.400, 0.900 / 0.450, 1.000 / 0.500" in table
+    # paired differences: mean 0.1, sample std 0.3; the method wins on 2 of 3 seeds
+    assert "0.100 ± 0.300" in table and "2/3" in table
