@@ -170,9 +170,11 @@ def summary(df: pd.DataFrame) -> str:
                 "seeds won (R@1)": f"{int((d['recall@1'] > 0).sum())}/{len(d)}",
             }
         )
-    out = pd.DataFrame(rows).to_markdown(index=False)
+    out = pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
     if deltas:
-        out += "\n\n" + pd.DataFrame(deltas).to_markdown(index=False)
+        out += "\n\n" + pd.DataFrame(deltas).to_markdown(
+            index=False, disable_numparse=True
+        )
     return out
 
 
