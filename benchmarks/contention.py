@@ -102,9 +102,9 @@ def main() -> None:
     # a SIGTERM runs the `finally` of measure: no busy loop outlives the script
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from plain_reference import ensure_glyphs
+    from plain_reference import ensure_data
 
-    ensure_glyphs()
+    ensure_data()
     print(
         f"# {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC · "
         f"{platform.processor() or platform.machine()} · {os.cpu_count()} CPUs · "

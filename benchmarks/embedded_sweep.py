@@ -152,11 +152,7 @@ def main() -> None:
     unknown = set(args.variants) - set(VARIANTS) - set(PLAIN)
     if unknown:
         ap.error(f"unknown variants {sorted(unknown)}; valid: {[*VARIANTS, *PLAIN]}")
-    plain.ensure_glyphs()
-    from dml_pipelines.core.data.cache import ImageCache
-
-    table = pd.read_parquet(ROOT / "data/02_intermediate/glyphs/index_table.parquet")
-    cache = ImageCache.open(ROOT / "data/03_primary/glyphs/cache_original")
+    table, cache = plain.prepared()
     print(
         f"# {datetime.date.today()} · {platform.processor() or platform.machine()}"
         f" · {os.cpu_count()} CPUs · load {os.getloadavg()[0]:.1f} · "

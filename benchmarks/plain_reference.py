@@ -203,23 +203,24 @@ def run_pipeline(seed: int, epochs: int) -> dict:
     }
 
 
-def ensure_glyphs() -> None:
-    """Prepare the glyph cache with the project's data pipeline if missing."""
-    if not (DATA / "03_primary/glyphs/cache_original").exists():
+def ensure_data(dataset: str = "glyphs") -> None:
+    """Prepare ``dataset``'s index table and cache with the project's data pipeline
+    if missing (the embedded sets: ``glyphs``, ``glyphs_tune``)."""
+    if not (DATA / f"03_primary/{dataset}/cache_original").exists():
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "kedro",
-                "run",
-                "--pipelines=data",
-                "--params",
-                "dataset=glyphs",
-            ],
+            [sys.executable, "-m", "kedro", "run", "--pipelines=data", "--params"]
+            + [f"dataset={dataset}"],
             cwd=ROOT,
             check=True,
             env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"},
         )
+
+
+def prepared(dataset: str = "glyphs") -> tuple[pd.DataFrame, ImageCache]:
+    """``dataset``'s index table and original-size cache, built first if missing."""
+    ensure_data(dataset)
+    table = pd.read_parquet(DATA / f"02_intermediate/{dataset}/index_table.parquet")
+    return table, ImageCache.open(DATA / f"03_primary/{dataset}/cache_original")
 
 
 def main() -> None:
@@ -230,7 +231,7 @@ def main() -> None:
         "--compare", action="store_true", help="also run the Kedro pipeline"
     )
     args = ap.parse_args()
-    ensure_glyphs()
+    ensure_data()
     rows = []
     for seed in args.seeds:
         rows.append({"runner": "plain script", **run_plain(seed, args.epochs)})

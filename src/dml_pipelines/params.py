@@ -11,11 +11,18 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, RootModel, field_validator, model_validator
 
 from dml_pipelines.core.config import MethodConfig
+from dml_pipelines.core.data.formats._embedded import EMBEDDED_DATASETS
 from dml_pipelines.core.data.sizes import SourceSize, check_size, source_size
 from dml_pipelines.core.schema import OneLineErrors, StrictModel
 
-EMBEDDED_DATASETS = ("digits", "glyphs")
-DATASETS = ("digits", "glyphs", "cub200", "cars196", "sop", "inshop", "csv")
+DATASETS = (
+    *EMBEDDED_DATASETS,
+    "cub200",
+    "cars196",
+    "sop",
+    "inshop",
+    "csv",
+)
 
 
 class DatasetEntry(StrictModel):

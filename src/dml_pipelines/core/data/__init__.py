@@ -21,7 +21,7 @@ def read_index(
     ``name``.
 
     Args:
-        name: one of ``digits, glyphs, cub200, cars196, sop, inshop, csv``.
+        name: one of ``digits, glyphs, glyphs_tune, cub200, cars196, sop, inshop, csv``.
         root: the dataset root; paths in the table are relative to it.
         expected_counts: ``"default"`` (the published counts), a dict of split ->
             image count, or ``None`` to disable the check.
@@ -37,13 +37,14 @@ def read_index(
         policy are listed in ``attrs["skipped"]`` (path, label, split, reason).
     """
     from dml_pipelines.core.data.formats import load_all
+    from dml_pipelines.core.data.formats._embedded import EMBEDDED_DATASETS
 
     for key, value in (("on_missing", on_missing), ("on_error", on_error)):
         if value not in ("raise", "skip"):
             raise ValueError(f"data.{key}: {value!r} is invalid; valid: raise, skip")
     reader = load_all().get(name, key="dataset")
     root = Path(root)
-    if not root.exists() and name not in ("digits", "glyphs"):
+    if not root.exists() and name not in EMBEDDED_DATASETS:
         raise FileNotFoundError(f"data root {root} does not exist (dataset {name!r})")
     table = reader(
         root,

@@ -1,4 +1,4 @@
-"""Shared helpers of the embedded readers (``digits``, ``glyphs``).
+"""Shared helpers of the embedded readers (``digits``, ``glyphs``, ``glyphs_tune``).
 
 An embedded reader materialises its images as PNG files under ``root/images/`` plus a
 ``root/manifest.json`` (docs/datasets.md#embedded-datasets). A later call with the same
@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+#: the datasets whose reader builds the images itself (no data root needed)
+EMBEDDED_DATASETS = ("digits", "glyphs", "glyphs_tune")
 
 MANIFEST = "manifest.json"
 IMAGE_DIR = "images"

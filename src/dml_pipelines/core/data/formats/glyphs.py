@@ -32,6 +32,11 @@ calibrated, not the spec's illustrative (0.05, 0.30): see ``CALIBRATION`` and
 
 Randomness comes only from ``numpy.random.default_rng(seed)``. The same seed,
 matplotlib version and parameters give byte-identical PNGs.
+
+``glyphs_tune`` (``read_tune``; docs/datasets.md#glyphs_tune) is the same
+pipeline over another font set (``FONT_SETS``: STIX General, and Computer Modern
+for letters and digits only), seed 1, without the characters of the ``glyphs``
+test split: the set defaults are chosen on, never the reported checks.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import functools
 import hashlib
 import math
 import string
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +78,43 @@ FACES = (
 )
 REFERENCE_FACE = "DejaVuSans.ttf"
 MIN_FACES = 3
+TUNE_FACES = (
+    "STIXGeneral.ttf",
+    "STIXGeneralBol.ttf",
+    "STIXGeneralItalic.ttf",
+    "STIXGeneralBolIta.ttf",
+    "cmr10.ttf",
+    "cmss10.ttf",
+    "cmtt10.ttf",
+    "cmti10.ttf",
+    "cmb10.ttf",
+)
+TUNE_REFERENCE_FACE = "STIXGeneral.ttf"
+ALNUM = frozenset(map(ord, string.ascii_letters + string.digits))
+"""The characters the Computer Modern faces (matplotlib's BaKoMa ``cm*10.ttf``)
+are used for: their cmaps also list punctuation and symbol code points, but those
+slots hold other glyphs (TeX's OT1 layout: ``<`` draws ``¡``, ``\\`` draws ``“``)."""
+
+
+@dataclass(frozen=True)
+class FontSet:
+    """The faces one embedded glyph dataset renders from."""
+
+    faces: tuple[str, ...]
+    reference: str
+    """The face of the look-alike check (``reference_mask``)."""
+    only: tuple[tuple[str, frozenset[int]], ...] = ()
+    """(face, code points): faces used for these characters only."""
+
+
+FONT_SETS = {
+    "glyphs": FontSet(FACES, REFERENCE_FACE),
+    "glyphs_tune": FontSet(
+        TUNE_FACES,
+        TUNE_REFERENCE_FACE,
+        tuple((f, ALNUM) for f in TUNE_FACES if f.startswith("cm")),
+    ),
+}
 SYMBOLS = (
     "¡¢£¤¥¦§©«¬®°±¶·»¿×÷ßæøœðþłđ†‡•…‰‹›€™←↑→↓↔↕∂∆∏∑−√∞∩∪∫≈≠≡≤≥⊂⊃⊕⊗⌂□■▲►▼◄○●◊☺☼♀♂♠♣♥♦♪♫"
 )
@@ -108,6 +151,20 @@ CALIBRATION = (
 )
 """Measured difficulty of the defaults (docs/datasets.md#glyphs, "Difficulty"), copied
 into every manifest."""
+TUNE_DEFAULTS: dict[str, Any] = {
+    **DEFAULTS,
+    "num_classes": 100,
+    "seed": 1,
+    "exclude_glyphs_test": True,
+}
+"""``glyphs_tune``: the difficulty settings of ``glyphs``, other faces
+(``FONT_SETS``), seed 1, 100 of the classes left once the ``glyphs`` test
+characters are removed (115 remain with matplotlib 3.11)."""
+TUNE_NOTE = (
+    "glyphs_tune: for choosing defaults on its validation classes only; never "
+    "used for the reported learning checks (docs/datasets.md#glyphs_tune)"
+)
+READER_DEFAULTS = {"glyphs": DEFAULTS, "glyphs_tune": TUNE_DEFAULTS}
 
 
 def candidates() -> list[str]:
@@ -132,24 +189,28 @@ def font_dir() -> Path:
 
 
 @functools.cache
-def face_cmaps() -> dict[str, frozenset[int]]:
-    """Code points each face maps to a glyph (fontTools cmap).
+def face_cmaps(dataset: str = "glyphs") -> dict[str, frozenset[int]]:
+    """Code points each face of ``dataset``'s font set maps to a glyph (fontTools
+    cmap; restricted to ``FontSet.only`` for the faces listed there).
 
     Raises:
         ValueError: fewer than ``MIN_FACES`` faces are found.
     """
     from fontTools.ttLib import TTFont
 
+    fonts = FONT_SETS[dataset]
+    only = dict(fonts.only)
     out = {}
-    for name in FACES:
+    for name in fonts.faces:
         path = font_dir() / name
         if path.is_file():
             with TTFont(path, lazy=True) as font:
-                out[name] = frozenset(font.getBestCmap())
-    if len(out) < MIN_FACES or REFERENCE_FACE not in out:
+                cmap = frozenset(font.getBestCmap())
+            out[name] = cmap & only[name] if name in only else cmap
+    if len(out) < MIN_FACES or fonts.reference not in out:
         raise ValueError(
-            f"glyphs.num_classes: only {len(out)} DejaVu faces found in {font_dir()}; "
-            f"need {REFERENCE_FACE} and at least {MIN_FACES} of {list(FACES)}"
+            f"{dataset}.num_classes: only {len(out)} faces found in {font_dir()}; "
+            f"need {fonts.reference} and at least {MIN_FACES} of {list(fonts.faces)}"
         )
     return out
 
@@ -202,11 +263,13 @@ def _place(ink: np.ndarray, size: int, matrix: np.ndarray, shift: np.ndarray):
     return np.asarray(out, np.float32) / 255.0
 
 
-def reference_mask(char: str, image_size: int = 32) -> np.ndarray:
-    """Binarised (ink > 0.5) render of ``char`` in DejaVu Sans at the nominal size,
-    centred, without jitter; (image_size, image_size) bool."""
+def reference_mask(
+    char: str, image_size: int = 32, face: str = REFERENCE_FACE
+) -> np.ndarray:
+    """Binarised (ink > 0.5) render of ``char`` in ``face`` (DejaVu Sans) at the
+    nominal size, centred, without jitter; (image_size, image_size) bool."""
     s = SUPERSAMPLE
-    ink = _ink(char, REFERENCE_FACE, round(NOMINAL_SIZE * image_size * s))
+    ink = _ink(char, face, round(NOMINAL_SIZE * image_size * s))
     if ink.size == 0:
         return np.zeros((image_size, image_size), bool)
     canvas = _place(ink, image_size * s, np.eye(2), np.zeros(2))
@@ -220,18 +283,22 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
-def accept_classes(image_size: int = 32, max_iou: float = 0.9) -> list[str]:
-    """Candidates in >= ``MIN_FACES`` faces, look-alikes (IoU > ``max_iou`` of the
-    reference render with an earlier accepted class) removed, in candidate order."""
-    cmaps = face_cmaps()
+def accept_classes(
+    image_size: int = 32, max_iou: float = 0.9, dataset: str = "glyphs"
+) -> list[str]:
+    """Candidates in >= ``MIN_FACES`` faces of ``dataset``'s font set, look-alikes
+    (IoU > ``max_iou`` of the reference render with an earlier accepted class)
+    removed, in candidate order."""
+    cmaps = face_cmaps(dataset)
+    reference = FONT_SETS[dataset].reference
     accepted: list[str] = []
     masks: list[np.ndarray] = []
     for char in candidates():
         if sum(ord(char) in cm for cm in cmaps.values()) < MIN_FACES:
             continue
-        if ord(char) not in cmaps[REFERENCE_FACE]:
+        if ord(char) not in cmaps[reference]:
             continue
-        mask = reference_mask(char, image_size)
+        mask = reference_mask(char, image_size, reference)
         if not mask.any() or any(iou(mask, m) > max_iou for m in masks):
             continue
         accepted.append(char)
@@ -278,21 +345,23 @@ def _stroke(img: np.ndarray, amount: float) -> np.ndarray:
     return (1 - frac) * base + frac * np.asarray(pil.filter(filt), np.float32)
 
 
-def _params(**kw: Any) -> dict[str, Any]:
-    p = {**DEFAULTS, **kw}
+def _params(dataset: str = "glyphs", **kw: Any) -> dict[str, Any]:
+    p = {**READER_DEFAULTS[dataset], **kw}
     for key in ("noise_std_range", "scale_range"):
         p[key] = [float(v) for v in p[key]]
         if len(p[key]) != 2 or p[key][0] > p[key][1]:
-            raise ValueError(f"glyphs.{key}: expected (low, high), got {p[key]}")
+            raise ValueError(f"{dataset}.{key}: expected (low, high), got {p[key]}")
     for key in ("num_classes", "images_per_class", "image_size", "seed"):
         p[key] = int(p[key])
     for key in ("max_iou", "stroke_px", "size_jitter", "rotation_deg", "shear_deg"):
         p[key] = float(p[key])
     p["translate"] = float(p["translate"])
+    if "exclude_glyphs_test" in p:
+        p["exclude_glyphs_test"] = bool(p["exclude_glyphs_test"])
     if p["num_classes"] < 2 or p["images_per_class"] < 1 or p["image_size"] < 8:
         raise ValueError(
-            "glyphs.num_classes >= 2, glyphs.images_per_class >= 1 and "
-            f"glyphs.image_size >= 8 are required, got {p['num_classes']}, "
+            f"{dataset}.num_classes >= 2, {dataset}.images_per_class >= 1 and "
+            f"{dataset}.image_size >= 8 are required, got {p['num_classes']}, "
             f"{p['images_per_class']}, {p['image_size']}"
         )
     return p
@@ -335,54 +404,98 @@ def read(
             count mismatch.
     """
     del on_missing, on_error
-    unknown = sorted(set(options) - set(DEFAULTS))
+    return _read("glyphs", Path(root), expected_counts, options)
+
+
+@READERS.register("glyphs_tune")
+def read_tune(
+    root: str | Path,
+    *,
+    expected_counts: Any = "default",
+    on_missing: str = "raise",
+    on_error: str = "raise",
+    **options: Any,
+) -> pd.DataFrame:
+    """``glyphs_tune``: the glyph set for CHOOSING defaults, never used for the
+    reported learning checks (docs/datasets.md#glyphs_tune).
+
+    The same pipeline as ``glyphs`` with other faces and another seed: STIX
+    General (regular, bold, italic, bold-italic) for every character and the
+    Computer Modern faces (``cmr10``, ``cmss10``, ``cmtt10``, ``cmti10``, ``cmb10``)
+    for Latin letters and digits only (``ALNUM``), look-alikes checked in STIX
+    General, seed 1, 100 classes; with ``exclude_glyphs_test`` (default) no
+    character of the ``glyphs`` TEST split (at its default options) is a class.
+    Arguments as ``read``; options: any key of ``TUNE_DEFAULTS``.
+    """
+    del on_missing, on_error
+    return _read("glyphs_tune", Path(root), expected_counts, options)
+
+
+def glyphs_test_characters() -> set[str]:
+    """The classes of the ``glyphs`` test split at ``DEFAULTS`` (no rendering: the
+    seeded class shuffle is the first draw of ``_materialise``)."""
+    p = _params("glyphs")
+    accepted = accept_classes(p["image_size"], p["max_iou"])
+    order = np.random.default_rng(p["seed"]).permutation(len(accepted))
+    chars = [accepted[i] for i in order[: p["num_classes"]]]
+    return set(chars[p["num_classes"] // 2 :])
+
+
+def _read(
+    dataset: str, root: Path, expected_counts: Any, options: dict[str, Any]
+) -> pd.DataFrame:
+    valid = READER_DEFAULTS[dataset]
+    unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(
-            f"glyphs: unknown option(s) {unknown}; valid: {list(DEFAULTS)}"
+            f"{dataset}: unknown option(s) {unknown}; valid: {list(valid)}"
         )
-    p = _params(**options)
-    root = Path(root)
+    p = _params(dataset, **options)
     import matplotlib
 
     params = {**p, "matplotlib_version": matplotlib.__version__}
-    manifest = reusable(root, "glyphs", params)
+    manifest = reusable(root, dataset, params)
     if manifest is None:
-        manifest = _materialise(root, p, params)
+        manifest = _materialise(dataset, root, p, params)
     n_train, ipc = p["num_classes"] // 2, p["images_per_class"]
     default = {"train": n_train * ipc, "test": (p["num_classes"] - n_train) * ipc}
-    return _table(root, manifest, p, expected_counts, default)
+    return _table(dataset, root, manifest, p, expected_counts, default)
 
 
-def _materialise(root: Path, p: dict, params: dict) -> dict:
-    accepted = accept_classes(p["image_size"], p["max_iou"])
+def _materialise(dataset: str, root: Path, p: dict, params: dict) -> dict:
+    accepted = accept_classes(p["image_size"], p["max_iou"], dataset)
+    if p.get("exclude_glyphs_test"):
+        excluded = glyphs_test_characters()
+        accepted = [c for c in accepted if c not in excluded]
     if len(accepted) < p["num_classes"]:
         raise ValueError(
-            f"glyphs.num_classes: {p['num_classes']} requested but only "
+            f"{dataset}.num_classes: {p['num_classes']} requested but only "
             f"{len(accepted)} distinct glyph classes are available"
         )
     rng = np.random.default_rng(p["seed"])
     order = rng.permutation(len(accepted))[: p["num_classes"]]
     chars = [accepted[i] for i in order]
-    cmaps = face_cmaps()
-    prepare_root(root, "glyphs")
+    cmaps = face_cmaps(dataset)
+    faces_used = [f for f in FONT_SETS[dataset].faces if f in cmaps]
+    prepare_root(root, dataset)
     paths = []
     for label, char in enumerate(chars):
-        faces = [f for f in FACES if f in cmaps and ord(char) in cmaps[f]]
+        faces = [f for f in faces_used if ord(char) in cmaps[f]]
         for n in range(p["images_per_class"]):
             rel = f"images/{label:03d}/{n:03d}.png"
             write_png(root, rel, render(char, faces, rng, p))
             paths.append(rel)
     manifest = {
-        "dataset": "glyphs",
+        "dataset": dataset,
         "params": params,
         "seed": p["seed"],
         "matplotlib_version": params["matplotlib_version"],
-        "faces": {f: _sha256(font_dir() / f) for f in FACES if f in cmaps},
+        "faces": {f: _sha256(font_dir() / f) for f in faces_used},
         "code_points": [ord(c) for c in chars],
         "characters": "".join(chars),
         "num_train_classes": p["num_classes"] // 2,
         "num_accepted_candidates": len(accepted),
-        "calibration": CALIBRATION,
+        "calibration": CALIBRATION if dataset == "glyphs" else TUNE_NOTE,
         "paths": paths,
     }
     write_manifest(root, manifest)
@@ -390,12 +503,17 @@ def _materialise(root: Path, p: dict, params: dict) -> dict:
 
 
 def _table(
-    root: Path, manifest: dict, p: dict, expected_counts: Any, default: dict
+    dataset: str,
+    root: Path,
+    manifest: dict,
+    p: dict,
+    expected_counts: Any,
+    default: dict,
 ) -> pd.DataFrame:
     n_train = p["num_classes"] // 2
     paths = manifest["paths"]
     labels = [int(rel.split("/")[1]) for rel in paths]
     splits = ["train" if lab < n_train else "test" for lab in labels]
     return finish_embedded(
-        "glyphs", root, paths, labels, splits, expected_counts, default
+        dataset, root, paths, labels, splits, expected_counts, default
     )
