@@ -182,7 +182,7 @@ class Outputs(Callback):
 
     def on_train_batch_end(self, trainer, outputs):
         memory = trainer.method.memory
-        self.steps.append((outputs, memory.embeddings.clone(), int(memory.pointer)))
+        self.steps.append((outputs, memory.feats.clone(), int(memory.ptr)))
 
 
 def test_the_end_of_step_hook_gets_the_steps_tensors_and_enqueues_them():
@@ -190,7 +190,7 @@ def test_the_end_of_step_hook_gets_the_steps_tensors_and_enqueues_them():
     rec = Outputs()
     trainer = trainer_for(cfg, callbacks=[rec])
     trainer.fit()
-    size = trainer.method.memory.embeddings.shape[0]
+    size = trainer.method.memory.feats.shape[0]
     assert [o.global_step for o, _, _ in rec.steps] == list(range(len(rec.steps)))
     for out, memory, pointer in rec.steps:
         t = out.tensors
