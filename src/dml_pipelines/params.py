@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, RootModel, field_validator, model_validator
 
 from dml_pipelines.core.config import MethodConfig
-from dml_pipelines.core.data.formats._embedded import EMBEDDED_DATASETS
+from dml_pipelines.core.data.index import EMBEDDED_DATASETS
 from dml_pipelines.core.data.sizes import SourceSize, check_size, source_size
 from dml_pipelines.core.schema import OneLineErrors, StrictModel
 

@@ -37,7 +37,7 @@ def read_index(
         policy are listed in ``attrs["skipped"]`` (path, label, split, reason).
     """
     from dml_pipelines.core.data.formats import load_all
-    from dml_pipelines.core.data.formats._embedded import EMBEDDED_DATASETS
+    from dml_pipelines.core.data.index import EMBEDDED_DATASETS
 
     for key, value in (("on_missing", on_missing), ("on_error", on_error)):
         if value not in ("raise", "skip"):

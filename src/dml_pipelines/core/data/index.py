@@ -25,6 +25,8 @@ COLUMNS = [
     "noisy_label",
 ]
 SPLITS = ("train", "test", "query", "gallery")
+#: the datasets whose reader builds the images itself (no data root needed)
+EMBEDDED_DATASETS = ("digits", "glyphs", "glyphs_tune")
 
 
 def fold_edges(num_train_classes: int, folds: int = 4) -> np.ndarray:

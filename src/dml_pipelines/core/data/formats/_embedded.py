@@ -18,9 +18,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-#: the datasets whose reader builds the images itself (no data root needed)
-EMBEDDED_DATASETS = ("digits", "glyphs", "glyphs_tune")
-
 MANIFEST = "manifest.json"
 IMAGE_DIR = "images"
 
