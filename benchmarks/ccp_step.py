@@ -126,10 +126,10 @@ def sop_loss_fn(name: str):
 def projection_fn():
     from dml_pipelines.core.models.ccp_proxies import (
         draw_pool,
-        greedy_k_center,
         to_class_major,
         to_m_major,
     )
+    from dml_pipelines.core.models.kcenter import greedy_k_center
 
     c, b, m, d, n = 11318, 7, 4, 128, 59551
     rng = np.random.default_rng(0)

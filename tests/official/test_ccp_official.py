@@ -11,10 +11,10 @@ from dml_pipelines.core.losses import contrastive_c2, multi_similarity, triplet
 from dml_pipelines.core.losses.ccp import ProxyPairLoss, proxy_labels
 from dml_pipelines.core.methods.ccp import WeightCopy
 from dml_pipelines.core.models.ccp_proxies import (
-    greedy_k_center,
     to_class_major,
     to_m_major,
 )
+from dml_pipelines.core.models.kcenter import greedy_k_center
 from tests.core.methods.test_ccp import make as make_ccp
 
 from .fixtures import assert_matches, case, load

@@ -5,7 +5,7 @@ candidates' close points are measured without cancellation."""
 import pytest
 import torch
 
-from dml_pipelines.core.models.ccp_proxies import greedy_k_center
+from dml_pipelines.core.models.kcenter import greedy_k_center
 
 
 def test_one_pick_is_the_farthest_item_from_the_seeds():

@@ -10,11 +10,11 @@ from torch.utils.data import TensorDataset
 from dml_pipelines.core.models.ccp_proxies import (
     dataset_labels,
     draw_pool,
-    greedy_k_center,
     pool_loader,
     to_class_major,
     to_m_major,
 )
+from dml_pipelines.core.models.kcenter import greedy_k_center
 
 
 def brute_force(pool, seeds, k):

@@ -5,7 +5,8 @@ docs/methods/gsp.md."""
 
 import torch
 
-from dml_pipelines.core.models import ccp_proxies, gsp_pooling
+from dml_pipelines.core.methods import ccp as ccp_method
+from dml_pipelines.core.models import gsp_pooling
 from dml_pipelines.core.models.kcenter import DEFAULT, greedy_k_center
 
 
@@ -25,7 +26,7 @@ def brute(points, seeds, k, distinct):
 
 
 def test_both_users_call_the_one_routine_and_equal_the_written_out_selection():
-    assert ccp_proxies.greedy_k_center is greedy_k_center
+    assert ccp_method.greedy_k_center is greedy_k_center  # CCP's selection
     g = torch.Generator().manual_seed(5)
     pool = torch.randn(3, 30, 4, generator=g, dtype=torch.float64)
     seeds = torch.randn(3, 2, 4, generator=g, dtype=torch.float64)

@@ -27,13 +27,13 @@ from dml_pipelines.core.methods.registry import METHODS
 from dml_pipelines.core.models.ccp_proxies import (
     dataset_labels,
     draw_pool,
-    greedy_k_center,
     pool_loader,
     to_class_major,
     to_m_major,
 )
 from dml_pipelines.core.models.embedder import Embedder, build_embedder
 from dml_pipelines.core.models.heads import init_head
+from dml_pipelines.core.models.kcenter import greedy_k_center
 from dml_pipelines.core.registry import call_with_args
 
 log = logging.getLogger(__name__)

@@ -38,8 +38,8 @@ from dml_pipelines.core.methods.base import Method, gather
 from dml_pipelines.core.methods.registry import METHODS, build_loss
 from dml_pipelines.core.models.embedder import Embedder, build_embedder
 from dml_pipelines.core.models.heads import init_head
+from dml_pipelines.core.models.memory import RingMemory
 from dml_pipelines.core.models.xbn_kalman import MomentKalman
-from dml_pipelines.core.models.xbn_memory import RingMemory
 from dml_pipelines.core.models.xbn_norm import (
     batch_moments,
     match_covariance_,

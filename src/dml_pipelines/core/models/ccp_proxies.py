@@ -2,7 +2,8 @@
 images per class, embedded by the current network in inference mode (raw head
 output), and a greedy k-center per class seeded by the previous proxies, batched
 over classes (one loop over the M picks, none over the classes): the shared
-``core/models/kcenter.py::greedy_k_center``, whose defaults are CCP's."""
+``core/models/kcenter.py::greedy_k_center``, whose defaults are CCP's (the
+method calls it on this module's pool)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
-# the one greedy k-center, with CCP's settings as its defaults (imported from here)
-from dml_pipelines.core.models.kcenter import greedy_k_center as greedy_k_center
 
 
 def draw_pool(
