@@ -223,12 +223,7 @@ class Trainer:
             if v.is_floating_point() and not bool(v.detach().isfinite().all())
         ]
         if bad:
-            where = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
-            good = (
-                f"{where} (after epoch {self.epoch - 1})"
-                if where and where.exists()
-                else "none (no epoch ended finite)"
-            )
+            good = self._last_good(self.epoch - 1, "no epoch ended finite")
             raise FloatingPointError(
                 f"non-finite weights after epoch {self.epoch} ({bad[0]}"
                 f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}); not "
@@ -322,6 +317,14 @@ class Trainer:
             self._set_warmup(False)
         return total / max(count, 1)
 
+    def _last_good(self, epoch: int, none: str) -> str:
+        """The last good checkpoint for an error message: ``last.pt`` (written
+        after ``epoch``) when it exists, else ``none (<none>)``."""
+        where = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
+        if where and where.exists():
+            return f"{where} (after epoch {epoch})"
+        return f"none ({none})"
+
     def _train_step(
         self, epoch: int, step: int, images: torch.Tensor, labels: torch.Tensor
     ) -> float:
@@ -335,12 +338,7 @@ class Trainer:
             loss, logs = self.method.training_loss(images, labels, ctx)
         value = float(loss.detach())
         if not math.isfinite(value):
-            where = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
-            good = (
-                f"{where} (after epoch {epoch})"
-                if where and where.exists()
-                else "none (this run saved no epoch yet)"
-            )
+            good = self._last_good(epoch, "this run saved no epoch yet")
             raise FloatingPointError(
                 f"non-finite loss ({value}) at epoch {epoch + 1}, step {step + 1}; "
                 f"training stopped (last good checkpoint: {good})"
@@ -378,7 +376,7 @@ class Trainer:
         torch.manual_seed(self.run.seed)
         apply_thread_policy(
             self.run.num_threads,
-            getattr(self.loader, "num_workers", 0),
+            self.loader_workers,
             self.dist.world_size,
         )
         for group in self.optimizer.param_groups:
