@@ -63,8 +63,7 @@ def scratch_copy(dest: Path) -> None:
             continue
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dest / rel)
-    for keep in ("data",):
-        (dest / keep).mkdir(exist_ok=True)
+    (dest / "data").mkdir(exist_ok=True)
 
 
 def digest_bytes(data: bytes) -> str:
