@@ -568,3 +568,27 @@ def test_close_and_coincident_pairs_against_the_closed_form():
     for d, expected in ((1e-3, 1e-3), (0.0, D_MIN)):
         z = torch.tensor([[1.0, 0.0, 0.0], [1.0, d, 0.0]], dtype=torch.float64)
         assert value(loss, z, y) == pytest.approx(-phi(expected, 4.0), rel=1e-9)
+
+
+def test_gradients_are_bit_identical_run_to_run_with_two_threads():
+    """The sloped pairs' distances index the points; the backward of advanced
+    indexing on a CPU adds with atomics across threads (its order, and so the
+    float sum, changes run to run), while ``index_select``'s backward adds in
+    index order. 200 proxies per class give enough pairs for the threaded path."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        loss = PotentialFieldLoss(32, 8, proxies_per_class=200)
+        z0 = F.normalize(torch.randn(32, 32), dim=1)
+        labels = torch.arange(8).repeat(4)
+        grads = []
+        for _ in range(6):
+            z = z0.clone().requires_grad_(True)
+            loss.zero_grad()
+            loss(z, labels).backward()
+            grads.append((z.grad, loss.proxies.grad.clone()))
+    finally:
+        torch.set_num_threads(before)
+    for gz, gp in grads[1:]:
+        assert torch.equal(gz, grads[0][0]) and torch.equal(gp, grads[0][1])

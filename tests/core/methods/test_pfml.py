@@ -359,3 +359,19 @@ def test_method_defaults_without_the_builder():
     # before any epoch start
     plain.on_train_batch_end(None, step_output({"neg_distance": 0.4}, 0))
     assert plain.neg_distances == [0.4]
+
+
+def test_two_threads_train_bit_identical_weights_run_to_run():
+    """Two runs of the same config with ``training.num_threads: 2`` end with the
+    same weights and proxies (the loss's pair gradients add in a fixed order;
+    docs/methods/pfml.md "Key parameters")."""
+    cfg = config(
+        proxies_per_class=150,
+        training={"device": "cpu", "epochs": 1, "amp": False, "num_threads": 2},
+    )
+    runs = []
+    for _ in range(3):
+        t = trainer(cfg)
+        t.fit()
+        runs.append(weights(t.method))
+    assert same_weights(runs[1], runs[0]) and same_weights(runs[2], runs[0])

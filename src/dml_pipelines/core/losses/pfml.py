@@ -76,8 +76,12 @@ def pair_distances(
     a: torch.Tensor, b: torch.Tensor, i: torch.Tensor, j: torch.Tensor, d_min: float
 ) -> torch.Tensor:
     """Distances of the pairs (a[i], b[j]), sqrt(max(‖a_i − b_j‖², d_min²)), from
-    the differences (no cancellation for close points)."""
-    return (a[i] - b[j]).pow(2).sum(1).clamp_min(d_min**2).sqrt()
+    the differences (no cancellation for close points). The rows are gathered
+    with ``index_select``: its backward adds the pair gradients in index order,
+    while the backward of ``a[i]`` adds them with atomics across CPU threads
+    (a run-to-run different float sum with two or more threads)."""
+    diff = a.index_select(0, i) - b.index_select(0, j)
+    return diff.pow(2).sum(1).clamp_min(d_min**2).sqrt()
 
 
 @torch.no_grad()
