@@ -181,6 +181,14 @@ def main() -> None:
     ap.add_argument("--label-noise", type=float, nargs="+", default=[0.0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
+        "--sides",
+        nargs="+",
+        default=["method", "baseline"],
+        choices=["method", "baseline"],
+        help="train only these sides of each pair (e.g. after a change of the "
+        "method's default, when the baseline's training code is unchanged)",
+    )
+    ap.add_argument(
         "--epochs", type=int, default=None, help="override (smoke runs only)"
     )
     ap.add_argument("--out", type=Path, default=None, help="CSV, one row per run")
@@ -215,6 +223,8 @@ def main() -> None:
                 for side, (method, variant, over) in zip(
                     ("method", "baseline"), PAIRS[pair], strict=True
                 ):
+                    if side not in args.sides:
+                        continue
                     res = run_one(
                         method,
                         over,

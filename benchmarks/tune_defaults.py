@@ -50,6 +50,14 @@ CANDIDATES: dict[str, dict[str, tuple[str, dict]]] = {
         "one proxy per class": ("pfml", {"proxies_per_class": 1}),
         "proxy lr x1": ("pfml", {"proxy_lr_multiplier": 1.0}),
         "proxy_anchor (plain baseline)": ("proxy_anchor", {}),
+        "one proxy per class, delta 0.5": (
+            "pfml",
+            {"proxies_per_class": 1, "delta": 0.5},
+        ),
+        "one proxy per class, proxy lr x1": (
+            "pfml",
+            {"proxies_per_class": 1, "proxy_lr_multiplier": 1.0},
+        ),
     },
     "contrastive_c1": {
         "default": ("contrastive_c1", {}),
@@ -69,6 +77,8 @@ CANDIDATES: dict[str, dict[str, tuple[str, dict]]] = {
         "default": ("gsp", {}),
         "plain (GAP)": ("gsp", {"recipe": "plain"}),
         "GSP, no ZSR": ("gsp", {"zsr": {"enabled": False}}),
+        "transport ratio 0.5": ("gsp", {"pooling": {"args": {"transport_ratio": 0.5}}}),
+        "16 prototypes": ("gsp", {"pooling": {"args": {"num_prototypes": 16}}}),
     },
     "xbn": {
         "default": ("xbn", {}),
