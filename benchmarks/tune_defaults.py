@@ -21,6 +21,13 @@ ties.
     python benchmarks/tune_defaults.py --summarize \
         benchmarks/results/tune_defaults_glyphs_tune.jsonl
 
+The recorded sweep (`benchmarks/results/tune_defaults_glyphs_tune.jsonl`) ran at
+commit e0cc386, whose blocks were pfml with 15 proxies per class and
+contrastive_c1 with a cosine lr decay: its "default" rows are those. The winners
+became the blocks (b35edc2), so in a rerun "default" is pfml with one proxy per
+class and contrastive_c1 at a constant lr (equal to the rows "one proxy per
+class" and "constant lr (plain script)").
+
 One JSON line per run is appended to `--out` as it finishes; runs already in
 `--out` (same method, variant, fold) are skipped, so a killed sweep resumes
 (after deleting `<out>.claims/`). Two processes on one `--out` share the work:
