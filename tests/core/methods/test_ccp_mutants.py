@@ -79,7 +79,10 @@ def test_summary_before_and_during_fit_and_lambda_in_double_precision():
 
 
 def test_a_two_epoch_lag_checks_the_exact_value_of_two_epochs_earlier():
-    method, cfg = make(monitor_lag_epochs=2, instance_patience=5)
+    """The first two epochs have no lagged value: they are not checks (no
+    switch with patience 2); then each check sees the value of two epochs
+    earlier, bit for bit."""
+    method, cfg = make(monitor_lag_epochs=2, instance_patience=2)
     trainer = fake_trainer(method, cfg)
     values = [0.1 + 1e-9, 0.2 + 1e-9, 0.15, 0.05]
     seen = []
@@ -87,6 +90,7 @@ def test_a_two_epoch_lag_checks_the_exact_value_of_two_epochs_earlier():
         method.on_train_epoch_end(trainer, epoch, {"val/map@r": v})
         seen.append(float(method.best_value))
     assert seen == [-math.inf, -math.inf, values[0], values[1]]
+    assert (int(method.instance), int(method.epochs_in_instance)) == (0, 2)
 
 
 def test_an_instance_without_a_finite_value_keeps_the_current_weights():
