@@ -186,3 +186,15 @@ def test_the_loss_is_taken_over_the_gathered_global_batch():
         alone, _ = method.training_loss(images, y)
     assert float(loss.detach()) == pytest.approx(float(want), rel=1e-6)
     assert abs(float(alone) - float(want)) > 1e-4
+
+
+@pytest.mark.parametrize(("augmentation", "train"), [("train", True), ("test", False)])
+def test_the_pool_pass_uses_the_configured_transform(augmentation, train):
+    """``pool_augmentation`` (docs/methods/ccp.md) picks the view's training or
+    test normalisation (and the cache loader's augmentation) for the pool."""
+    method, cfg = make(pool_augmentation=augmentation)
+    trainer = fake_trainer(method, cfg)
+    flags = []
+    trainer.normalize = lambda images, t: flags.append(t) or normalize(images, t)
+    method.on_fit_start(trainer)
+    assert flags and set(flags) == {train}
