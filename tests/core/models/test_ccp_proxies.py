@@ -165,3 +165,14 @@ def test_cache_dataset_pool_is_augmented_and_seeded(cache_dataset):
     assert not torch.equal(x, images(True, 2)[0])
     test, _ = images(False, 1)
     assert torch.equal(test[2], test[3]) and torch.equal(test, images(False, 2)[0])
+
+
+def test_cache_dataset_pool_uses_the_loader_workers_asked_for(cache_dataset):
+    """``num_workers`` (the trainer's ``loader_workers``) reaches the loader;
+    the batches do not depend on it (items are seeded by their place)."""
+    idx = np.array([[3, 4], [0, 1]])
+    loader = pool_loader(cache_dataset, idx, 3, True, 5, num_workers=1)
+    assert loader.num_workers == 1
+    in_process = list(pool_loader(cache_dataset, idx, 3, True, 5))
+    for (a, la), (b, lb) in zip(list(loader), in_process, strict=True):
+        assert torch.equal(a, b) and torch.equal(la, lb)
