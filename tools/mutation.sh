@@ -41,7 +41,7 @@ ccp_loss|ccp|$C/losses/ccp.py|$T/losses/test_ccp.py
 ccp_method|ccp|$C/methods/ccp.py|$T/methods/test_ccp.py
 ccp_proxies|ccp|$C/models/ccp_proxies.py|$T/models/test_ccp_proxies.py
 kcenter|ccp|$C/models/kcenter.py|$T/models/test_kcenter.py $T/models/test_ccp_proxies.py $T/models/test_ccp_mutants.py
-intra_batch_method|intra_batch|$C/methods/intra_batch.py|$T/methods/test_intra_batch.py
+intra_batch_method|intra_batch|$C/methods/intra_batch.py|$T/methods/test_intra_batch.py $T/methods/test_intra_batch_gsp.py
 intra_batch_mpn|intra_batch|$C/models/mpn.py|$T/models/test_mpn.py
 intra_batch_ce|intra_batch|$C/losses/label_smoothed_ce.py|$T/losses/test_label_smoothed_ce.py
 "
