@@ -93,3 +93,14 @@ def test_seed_distances_are_torchs_default_cdist():
     ).square()
     assert int(default.argmax()) != int(exact.amin(dim=1).argmax())
     assert int(greedy_kcenter(points, seeds, 1)[0]) == int(default.argmax())
+
+
+def test_before_initialisation_the_weights_are_uniform_in_the_features_dtype():
+    pool, head = make(c=6, d=5, k=3)
+    pool.initialized.fill_(False)
+    x = fmap(b=2, h=3, w=4)
+    out = pool(x, head)
+    assert out["weights"].dtype == torch.float64  # v's dtype
+    assert torch.equal(out["weights"], torch.full((2, 12), 1 / 12, dtype=torch.float64))
+    assert torch.equal(out["aux"], torch.zeros(2, 3, dtype=torch.float64))
+    torch.testing.assert_close(out["embedding"], head(x.mean(dim=(2, 3))))
