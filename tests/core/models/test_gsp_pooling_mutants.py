@@ -6,6 +6,7 @@ docs/methods/gsp.md)."""
 
 import pytest
 import torch
+from torch import nn
 
 from dml_pipelines.core.config import Component, MethodConfig
 from dml_pipelines.core.methods.gsp_config import GspConfig
@@ -104,3 +105,71 @@ def test_before_initialisation_the_weights_are_uniform_in_the_features_dtype():
     assert torch.equal(out["weights"], torch.full((2, 12), 1 / 12, dtype=torch.float64))
     assert torch.equal(out["aux"], torch.zeros(2, 3, dtype=torch.float64))
     torch.testing.assert_close(out["embedding"], head(x.mean(dim=(2, 3))))
+
+
+def test_layer_defaults_are_the_documented_ones():
+    # docs/methods/gsp.md, key parameters: K 64, 100 iterations, memory 1,024
+    pool = GeneralizedSumPooling(dim=4)
+    assert pool.prototypes.shape == (64, 4) and pool.iterations == 100
+    assert pool.memory.shape == (1024, 4) and pool.backward == "implicit"
+    assert pool.memory_count.dtype == pool.steps_seen.dtype == torch.long
+    assert not hasattr(pool, "gem_power")  # only the weighted_gem operator learns p
+
+
+def test_missing_dim_message_is_exact():
+    with pytest.raises(ValueError) as err:
+        GeneralizedSumPooling()
+    assert str(err.value) == (
+        "pooling.args.dim: gsp needs the embedding size (set it to "
+        "embedding_dim; the gsp method does this itself)"
+    )
+
+
+def test_weighted_gem_against_a_loop_and_its_power_is_learned():
+    """W · (mean_i max(n t_i f_i, 1e-6)^p)^(1/p), p a parameter from 3."""
+    pool, head = make(c=6, d=5, k=3, operator="weighted_gem")
+    assert isinstance(pool.gem_power, nn.Parameter) and pool.gem_power.item() == 3.0
+    x = fmap(b=2, h=3, w=4)
+    x[0, 0] = -1.0  # a channel below the floor everywhere
+    out = pool(x, head)
+    n, t = 12, out["weights"].detach()
+    for b in range(2):
+        for c in range(6):
+            vals = [
+                max(n * float(t[b, i]) * float(x[b, c].flatten()[i]), 1e-6)
+                for i in range(n)
+            ]
+            gem = (sum(v**3 for v in vals) / n) ** (1 / 3)
+            assert out["pooled"][b, c].item() == pytest.approx(gem, rel=1e-12)
+    torch.testing.assert_close(out["embedding"], head(out["pooled"]))
+    out["embedding"].sum().backward()
+    assert pool.gem_power.grad is not None and pool.gem_power.grad.item() != 0
+
+
+@pytest.mark.parametrize("operator", ["weighted_avg", "weighted_max"])
+def test_half_precision_outputs_follow_the_features_dtype(operator):
+    # a bfloat16 module: t (float32) is cast to the features' dtype
+    pool, head = make(c=6, d=5, k=3, operator=operator)
+    ref = pool(fmap(), head)
+    pool, head = pool.to(torch.bfloat16), head.to(torch.bfloat16)
+    out = pool(fmap().to(torch.bfloat16), head)
+    assert out["embedding"].dtype == torch.bfloat16
+    torch.testing.assert_close(
+        out["embedding"].double(), ref["embedding"], rtol=0.05, atol=0.05
+    )
+
+
+def test_the_unrolled_backward_option_reaches_the_solver():
+    """``backward: unrolled`` with 3 iterations: the layer's gradient is the
+    exact derivative of what it computes (finite differences agree); the
+    implicit formula at that unconverged plan is not."""
+    x = fmap(b=1, h=2, w=3).requires_grad_(True)
+    for backward, exact in (("unrolled", True), ("implicit", False)):
+        pool, head = make(c=6, d=5, k=3, solver_iterations=3, backward=backward)
+        assert exact == torch.autograd.gradcheck(
+            lambda f, pool=pool, head=head: pool(f, head)["aux"],
+            (x,),
+            eps=1e-6,
+            atol=1e-7,
+            raise_exception=False,
+        )
