@@ -100,3 +100,14 @@ def test_half_precision_attributes_are_scored_in_float32():
     value = loss(half, labels)
     assert value.dtype == torch.float32
     torch.testing.assert_close(value, loss(half.float(), labels), rtol=0, atol=0)
+
+
+def test_float64_attributes_with_a_float32_module_are_scored_in_float64():
+    torch.manual_seed(4)
+    loss = ZeroShotRegressionLoss(num_classes=4, dim=3)
+    g = torch.Generator().manual_seed(5)
+    z = torch.softmax(torch.randn(8, 5, generator=g, dtype=torch.float64), dim=1)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    value = loss(z, labels)
+    assert value.dtype == torch.float64
+    torch.testing.assert_close(value, loss.double()(z, labels))
