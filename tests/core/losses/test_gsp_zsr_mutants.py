@@ -9,7 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dml_pipelines.core.losses.gsp_zsr import ZeroShotRegressionLoss, class_halves
+from dml_pipelines.core.losses.gsp_zsr import (
+    ZeroShotRegressionLoss,
+    class_halves,
+    ridge_predict,
+)
 from dml_pipelines.core.losses.gsp_zsr_options import ZsrConfig
 
 
@@ -111,3 +115,20 @@ def test_float64_attributes_with_a_float32_module_are_scored_in_float64():
     value = loss(z, labels)
     assert value.dtype == torch.float64
     torch.testing.assert_close(value, loss.double()(z, labels))
+
+
+def test_the_split_option_reaches_the_predictions():
+    torch.manual_seed(6)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    z = torch.rand(8, 5, generator=torch.Generator().manual_seed(7))
+    preds = {}
+    for split in ("alternate", "halves"):
+        loss = ZeroShotRegressionLoss(num_classes=4, dim=3, split=split)
+        loss.class_embeddings.data.copy_(torch.arange(12.0).reshape(4, 3) / 12)
+        a, b = class_halves(labels, split)
+        y = loss.class_embeddings[labels]
+        pred = loss.predictions(z, labels)
+        torch.testing.assert_close(pred[b], ridge_predict(z[a], y[a], z[b], 0.05))
+        torch.testing.assert_close(pred[a], ridge_predict(z[b], y[b], z[a], 0.05))
+        preds[split] = pred
+    assert not torch.allclose(preds["alternate"], preds["halves"])
