@@ -168,3 +168,14 @@ def test_xbn_memory_saved_before_the_merge_loads():
     assert mem.entries()[1].tolist() == mem.chronological()[1].tolist() == [5, 6]
     mem.enqueue(torch.tensor([[7.0], [8.0], [9.0]]), torch.tensor([7, 8, 9]))
     assert mem.chronological()[1].tolist() == [6, 7, 8, 9]
+
+
+def test_reset_gives_the_state_of_a_fresh_memory():
+    """Empty slots hold label −1 (module docstring) after a reset as when new."""
+    mem = RingMemory(5, 2)
+    for feats, labels in batches([3, 4], dim=2):
+        mem.enqueue(feats, labels)
+    mem.reset()
+    fresh = RingMemory(5, 2).state_dict()
+    for key, value in mem.state_dict().items():
+        assert torch.equal(value, fresh[key]), key
