@@ -32,7 +32,7 @@ xbn_method|xbn|$C/methods/xbn.py|$T/methods/test_xbn.py
 xbn_kalman|xbn|$C/models/xbn_kalman.py|$T/models/test_xbn_kalman.py
 memory|xbn|$C/models/memory.py|$T/models/test_memory.py $T/losses/test_gsp_xbm.py
 xbn_norm|xbn|$C/models/xbn_norm.py|$T/models/test_xbn_norm.py
-gsp_xbm|gsp|$C/losses/gsp_xbm.py|$T/losses/test_gsp_xbm.py
+gsp_xbm|gsp|$C/losses/gsp_xbm.py|$T/losses/test_gsp_xbm.py $T/models/test_memory.py
 gsp_zsr|gsp|$C/losses/gsp_zsr.py|$T/losses/test_gsp_zsr.py
 gsp_method|gsp|$C/methods/gsp.py|$T/methods/test_gsp.py
 gsp_pooling|gsp|$C/models/gsp_pooling.py|$T/models/test_gsp_pooling.py

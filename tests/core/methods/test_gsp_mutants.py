@@ -66,3 +66,41 @@ def test_batch_end_without_gap_output_or_gsp_pooling_is_a_no_op():
     assert int(method.embedder.pooling.steps_seen) == 0
     plain, _ = make(pooling={"name": "gap"}, zsr={"enabled": False})
     plain.on_train_batch_end(None, out)  # a pooling without observe
+
+
+class _TwoEqualRanks:
+    """A process group of two ranks holding the same shard: all_gather returns
+    the global batch, the shard twice."""
+
+    def all_gather(self, t):
+        return torch.cat([t, t])
+
+
+def test_every_batch_term_and_output_spans_the_gathered_global_batch():
+    """Under two processes the base loss, the ZSR term and the step's outputs
+    (embeddings and labels for the memory, GAP rows for the prototypes) are the
+    global batch's, not the rank's shard (docs/distributed.md)."""
+    from dml_pipelines.core.engine.hooks import StepContext
+    from dml_pipelines.core.models.embedder import normalize_embeddings
+
+    method, _ = make()
+    method.train()
+    images, labels = batch()
+    assert method.zsr is not None
+    one = StepContext()
+    method.training_loss(images, labels, one)
+    two = StepContext(dist=_TwoEqualRanks())
+    loss, logs = method.training_loss(images, labels, two)
+    both = torch.cat([labels, labels])
+    assert torch.equal(two.outputs["labels"], both)
+    assert torch.equal(
+        two.outputs["embeddings"], torch.cat([one.outputs["embeddings"]] * 2)
+    )
+    assert torch.equal(two.outputs["gap"], torch.cat([one.outputs["gap"]] * 2))
+    with torch.no_grad():
+        feats = method.embedder.features(images)
+        emb = normalize_embeddings(feats["embedding"].float(), method.normalization)
+        dml = method.criterion(torch.cat([emb, emb]), both)
+        zsr = method.zsr(torch.cat([feats["aux"]] * 2), both)
+    assert logs["dml"] == pytest.approx(float(dml), rel=1e-5)
+    assert logs["zsr"] == pytest.approx(float(zsr), rel=1e-5)
