@@ -5,6 +5,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from dml_pipelines.core.config import BaselineConfig
 from dml_pipelines.core.data.samplers import PKSampler
 from dml_pipelines.core.engine.callbacks import Callback
+from dml_pipelines.core.engine.hooks import StepContext
 from tests.conftest import minimal_block
 
 
@@ -25,6 +26,19 @@ def make_loader(seed=0, n_classes=6, per_class=6):
     images = (base[labels] + noise).clamp(0, 255).to(torch.uint8)
     sampler = PKSampler(labels.numpy(), 4, 2, seed=seed)
     return DataLoader(TensorDataset(images, labels), batch_sampler=sampler)
+
+
+class TwoEqualRanks:
+    """A process group of two ranks holding the same shard: ``all_gather``
+    returns the global batch, the shard twice."""
+
+    def all_gather(self, t):
+        return torch.cat([t, t])
+
+
+def two_rank_step(**fields) -> StepContext:
+    """A step context under ``TwoEqualRanks`` (``fields``: epoch, global_step, …)."""
+    return StepContext(dist=TwoEqualRanks(), **fields)
 
 
 def make_trainer(

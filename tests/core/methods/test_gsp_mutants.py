@@ -5,9 +5,11 @@ that is already full (docs/methods/gsp.md), and does nothing for other poolings.
 import pytest
 import torch
 
-from dml_pipelines.core.engine.hooks import StepOutput
+from dml_pipelines.core.engine.hooks import StepContext, StepOutput
 from dml_pipelines.core.methods.gsp import GSP
 from dml_pipelines.core.methods.gsp_config import GspConfig
+from dml_pipelines.core.models.embedder import normalize_embeddings
+from tests.core.engine.conftest import two_rank_step
 from tests.core.methods.test_gsp import batch, make
 from tests.core.models.test_gsp_pooling import kcenter_brute
 
@@ -68,29 +70,18 @@ def test_batch_end_without_gap_output_or_gsp_pooling_is_a_no_op():
     plain.on_train_batch_end(None, out)  # a pooling without observe
 
 
-class _TwoEqualRanks:
-    """A process group of two ranks holding the same shard: all_gather returns
-    the global batch, the shard twice."""
-
-    def all_gather(self, t):
-        return torch.cat([t, t])
-
-
 def test_every_batch_term_and_output_spans_the_gathered_global_batch():
     """Under two processes the base loss, the ZSR term and the step's outputs
     (embeddings and labels for the memory, GAP rows for the prototypes) are the
     global batch's, not the rank's shard (docs/distributed.md)."""
-    from dml_pipelines.core.engine.hooks import StepContext
-    from dml_pipelines.core.models.embedder import normalize_embeddings
-
     method, _ = make()
     method.train()
     images, labels = batch()
     assert method.zsr is not None
     one = StepContext()
     method.training_loss(images, labels, one)
-    two = StepContext(dist=_TwoEqualRanks())
-    loss, logs = method.training_loss(images, labels, two)
+    two = two_rank_step()
+    _, logs = method.training_loss(images, labels, two)
     both = torch.cat([labels, labels])
     assert torch.equal(two.outputs["labels"], both)
     assert torch.equal(

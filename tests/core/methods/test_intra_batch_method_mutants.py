@@ -15,16 +15,9 @@ from dml_pipelines.core.engine.optim import build_optimizer
 from dml_pipelines.core.losses.label_smoothed_ce import label_smoothed_ce
 from dml_pipelines.core.methods.intra_batch import IntraBatch
 from dml_pipelines.core.models.mpn import MessagePassingNetwork
+from tests.core.engine.conftest import two_rank_step
 from tests.core.methods.test_intra_batch import batch, make
 from tests.core.methods.test_intra_batch_gsp import make_gsp
-
-
-class TwoEqualRanks:
-    """A step context whose all_gather returns the global batch of two ranks
-    holding the same shard."""
-
-    def all_gather(self, t):
-        return torch.cat([t, t])
 
 
 def ce_terms(method, x, y, temperature, smoothing):
@@ -106,7 +99,7 @@ def test_the_ce_terms_are_taken_over_the_gathered_global_batch():
         method.mpn_classifier.fc.weight.mul_(1000.0)  # as a trained classifier
     method.eval()
     x, y = batch(4)
-    _, logs = method.training_loss(x, y, TwoEqualRanks())
+    _, logs = method.training_loss(x, y, two_rank_step())
     a, g = ce_terms(method, torch.cat([x, x]), torch.cat([y, y]), 0.3, 0.1)
     assert logs == pytest.approx({"backbone_ce": a, "mpn_ce": g}, rel=1e-5)
     _, alone = method.training_loss(x, y)
@@ -119,7 +112,7 @@ def test_the_zsr_term_is_taken_over_the_gathered_global_batch():
     x, y = batch(5)
     method.training_loss(x, y)  # initialises the prototypes
     method.eval()
-    _, logs = method.training_loss(x, y, TwoEqualRanks())
+    _, logs = method.training_loss(x, y, two_rank_step())
     with torch.no_grad():
         aux = method.embedder.features(torch.cat([x, x]))["aux"]
         expected = float(method.zsr(aux, torch.cat([y, y])))

@@ -22,6 +22,7 @@ from tests.core.engine.conftest import Kill
 from ..engine.conftest import (
     make_trainer,
     same_weights,
+    two_rank_step,
     weights,
 )
 
@@ -332,18 +333,10 @@ def test_epoch_hook_averages_logs_and_raises_below_the_threshold(caplog):
     assert method.epoch_neg_distance == pytest.approx(1e-6)
 
 
-class _TwoEqualRanks:
-    """A step context whose all_gather returns the global batch of two ranks
-    holding the same shard."""
-
-    def all_gather(self, t):
-        return torch.cat([t, t])
-
-
 def test_the_loss_is_taken_over_the_gathered_global_batch():
     method, _ = make()
     images, labels = batch()
-    loss, logs = method.training_loss(images, labels, _TwoEqualRanks())
+    loss, logs = method.training_loss(images, labels, two_rank_step())
     with torch.no_grad():
         z = method.embedder(images).float()
     expected = method.criterion(torch.cat([z, z]), torch.cat([labels, labels]))

@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dml_pipelines.core.engine.hooks import StepContext
 from dml_pipelines.core.models.xbn_kalman import MomentKalman
 from dml_pipelines.core.models.xbn_norm import (
     batch_moments,
     match_covariance_,
     match_moments_,
 )
+from tests.core.engine.conftest import two_rank_step
 from tests.core.methods.test_xbn import drifting, fill, labels_of, make, unit
 from tests.core.models.test_xbn_norm import loop_xbn
 
@@ -115,17 +115,10 @@ def test_logs_name_every_term():
     assert first["memory_items"] == 8.0 and first["xbn_applied"] == 0.0
 
 
-class TwoEqualRanks(StepContext):
-    """Two ranks holding the same shard: all_gather doubles the batch."""
-
-    def all_gather(self, x):
-        return torch.cat([x, x])
-
-
 def test_every_rank_enqueues_the_gathered_global_batch():
     method, _ = make()
     x, y = torch.randn(8, 3, 8, 8), labels_of(0)
-    _, logs = method.training_loss(x, y, TwoEqualRanks(global_step=0))
+    _, logs = method.training_loss(x, y, two_rank_step(global_step=0))
     assert len(method.memory) == 16 and logs["memory_items"] == 16.0
     with torch.no_grad():
         z = method.embedder(x)
