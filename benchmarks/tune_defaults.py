@@ -102,10 +102,19 @@ CANDIDATES: dict[str, dict[str, tuple[str, dict]]] = {
 }
 
 
+def _read(paths: list[Path]) -> list[dict]:
+    """The recorded runs (JSON lines) of the files that exist."""
+    return [
+        json.loads(line)
+        for p in paths
+        if p.exists()
+        for line in p.read_text().splitlines()
+        if line.strip()
+    ]
+
+
 def _done(out: Path | None) -> set[tuple[str, str, int]]:
-    if out is None or not out.exists():
-        return set()
-    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    rows = _read([out]) if out is not None else []
     return {(r["block"], r["variant"], r["fold"]) for r in rows}
 
 
@@ -130,10 +139,11 @@ def sweep(methods, folds, epochs, out, threads) -> None:
 
     table, cache = prepared("glyphs_tune")
     print(f"# load {os.getloadavg()[0]:.1f}", flush=True)
+    done = _done(out)  # runs started later are skipped through their claims
     for block in methods:
         for fold in folds:
             for variant, (method, over) in CANDIDATES[block].items():
-                if (block, variant, fold) in _done(out) or not _claim(
+                if (block, variant, fold) in done or not _claim(
                     out, block, variant, fold
                 ):
                     continue
@@ -157,17 +167,15 @@ def sweep(methods, folds, epochs, out, threads) -> None:
                         f.write(line + "\n")
 
 
+def _pm(values, signed: bool = False) -> str:
+    """mean ± sample std, two decimals."""
+    return f"{values.mean():{'+' if signed else ''}.2f} ± {values.std():.2f}"
+
+
 def summarize(paths: list[Path]) -> str:
-    rows = [
-        json.loads(line)
-        for p in paths
-        for line in p.read_text().splitlines()
-        if line.strip()
-    ]
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(_read(paths))
     df["R@1"] = 100 * df["recall@1"]
     df["MAP@R"] = 100 * df["map@r"]
-    parts = []
     table = []
     for block, by_block in df.groupby("block", sort=False):
         base = by_block[by_block["variant"] == "default"].set_index("fold")
@@ -177,8 +185,8 @@ def summarize(paths: list[Path]) -> str:
                 "block": block,
                 "variant": variant,
                 "folds (= seeds)": " ".join(str(f) for f in sorted(rows_v.index)),
-                "Recall@1": f"{rows_v['R@1'].mean():.2f} ± {rows_v['R@1'].std():.2f}",
-                "MAP@R": f"{rows_v['MAP@R'].mean():.2f} ± {rows_v['MAP@R'].std():.2f}",
+                "Recall@1": _pm(rows_v["R@1"]),
+                "MAP@R": _pm(rows_v["MAP@R"]),
             }
             common = sorted(set(rows_v.index) & set(base.index))
             if variant != "default" and len(common) >= 2:
@@ -186,9 +194,8 @@ def summarize(paths: list[Path]) -> str:
                 dm = rows_v.loc[common, "MAP@R"] - base.loc[common, "MAP@R"]
                 wins = bool(d1.mean() > d1.std() and dm.mean() > dm.std())
                 loses = bool(-d1.mean() > d1.std() and -dm.mean() > dm.std())
-                r1 = f"{d1.mean():+.2f} ± {d1.std():.2f}"
                 entry["Δ vs default R@1 / MAP@R"] = (
-                    f"{r1} / {dm.mean():+.2f} ± {dm.std():.2f}"
+                    f"{_pm(d1, signed=True)} / {_pm(dm, signed=True)}"
                 )
                 entry["verdict"] = (
                     "wins beyond the spread"
@@ -201,8 +208,7 @@ def summarize(paths: list[Path]) -> str:
                 entry["Δ vs default R@1 / MAP@R"] = ""
                 entry["verdict"] = ""
             table.append(entry)
-    parts.append(pd.DataFrame(table).to_markdown(index=False))
-    return "\n".join(parts)
+    return pd.DataFrame(table).to_markdown(index=False)
 
 
 def main() -> None:
